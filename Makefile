@@ -39,3 +39,4 @@ bench: setup
 	$(BIN)/python bench/optim.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/rephrase.py

@@ -44,14 +44,15 @@ def random_tiny_checkpoint(directory: Path) -> Path:
     return directory
 
 
-def start_server(checkpoint: Path, port: int, max_batch_size: int, threads: int) -> subprocess.Popen[bytes]:
+def start_server(model: list[str], port: int, max_batch_size: int, threads: int) -> subprocess.Popen[bytes]:
+    """`openk2 serve` in its own process; `model` is ["--checkpoint", DIR] or ["--teacher"]."""
     launch = (
         "import argparse, sys; from openk2.serve.cli import add_serve_arguments; "
         "parser = argparse.ArgumentParser(); add_serve_arguments(parser); "
         "args = parser.parse_args(sys.argv[1:]); args.run(args)"
     )
     command = [
-        sys.executable, "-c", launch, "--checkpoint", str(checkpoint), "--port", str(port),
+        sys.executable, "-c", launch, *model, "--port", str(port),
         "--max-batch-size", str(max_batch_size), "--max-pending", "256", "--threads", str(threads),
     ]  # fmt: skip
     environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -120,7 +121,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         checkpoint = args.checkpoint or random_tiny_checkpoint(Path(temporary) / "tiny-random")
         base = f"http://127.0.0.1:{args.port}"
-        server = start_server(checkpoint, args.port, args.max_batch_size, args.threads)
+        server = start_server(["--checkpoint", str(checkpoint)], args.port, args.max_batch_size, args.threads)
         try:
             model = wait_until_healthy(base, server)
             asyncio.run(load(f"{base}/v1", model, 1, 2, args.max_tokens))  # warm-up

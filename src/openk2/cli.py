@@ -71,6 +71,27 @@ def pretrain(args: argparse.Namespace) -> None:
     leave_world()
 
 
+def rephrase(args: argparse.Namespace) -> None:
+    """Chunk-wise autoregressive rephrasing with fidelity checks (the recipe's [rephrase] section + flags)."""
+    from openk2.data.rephrase import load_rephrase_config, print_summary, rephrase_corpus
+
+    if args.to is not None and args.mode not in (None, "translate"):
+        raise ValueError(f"--to: the target language applies to --mode translate, not {args.mode}")
+    overrides = {
+        "mode": "translate" if args.to is not None else args.mode,
+        "language": args.to,
+        "variants": args.variants,
+        "concurrency": args.concurrency,
+        "chunk_tokens": args.chunk_tokens,
+    }
+    config = load_rephrase_config(args.recipe, overrides)
+    summary = rephrase_corpus(config, args.input, args.output)
+    print_summary(summary, console)
+    console.print(
+        f"{args.output}: rephrased.jsonl (the corpus for `openk2 tokenize`), rejects.jsonl, summary.json"
+    )
+
+
 def generate(args: argparse.Namespace) -> None:
     """Generate from a checkpoint (or a randomly initialised preset) given prompt token ids."""
     from openk2.model import K2Config, K2ForCausalLM
@@ -129,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     pre.set_defaults(run=pretrain)
+
+    rep = verbs.add_parser(
+        "rephrase", help="rewrite documents chunk by chunk (knowledge / math notes / translation), verified"
+    )
+    rep.add_argument("--recipe", type=Path, help="a recipe TOML with a [rephrase] section (else defaults)")
+    rep.add_argument(
+        "--input", type=Path, required=True, help="a .jsonl (field 'text', optional 'id') or .txt"
+    )
+    rep.add_argument("--output", type=Path, required=True, help="the run directory; a rerun resumes it")
+    rep.add_argument("--mode", choices=["knowledge", "math-notes", "translate"])
+    rep.add_argument("--to", metavar="LANG", help="translate into LANG (implies --mode translate)")
+    rep.add_argument("--variants", type=int, help="rephrasings per document, each in another style")
+    rep.add_argument("--concurrency", type=int, help="documents in flight at once")
+    rep.add_argument("--chunk-tokens", type=int, help="about this many tokens per chunk (default 256)")
+    rep.set_defaults(run=rephrase)
 
     gen = verbs.add_parser("generate", help="generate token ids from a checkpoint or a random preset")
     source = gen.add_mutually_exclusive_group()

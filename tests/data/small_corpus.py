@@ -39,9 +39,9 @@ def write_small_corpus(root: Path) -> Path:
     return root
 
 
-def small_config(corpus: Path, shards_dir: Path, **overrides: object) -> DataConfig:
+def small_config(corpus: Path | list[Path], shards_dir: Path, **overrides: object) -> DataConfig:
     settings: dict[str, object] = dict(
-        corpus=str(corpus),
+        corpus=str(corpus) if isinstance(corpus, Path) else [str(entry) for entry in corpus],
         vocab_size=SMALL_VOCAB,
         val_fraction=0.25,
         seed=0,

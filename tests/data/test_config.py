@@ -28,6 +28,7 @@ def test_tiny_recipe_data_section_is_valid() -> None:
         ("val_fraction = 0.0", "[data].val_fraction"),
         ("seq_len = 1", "[data].seq_len"),
         ("vocab = 8192", "[data].vocab"),  # a misspelt key is an error, not silently ignored
+        ("corpus = []", "[data].corpus"),
     ],
 )
 def test_bad_recipe_value_names_file_and_field(tmp_path: Path, line: str, field: str) -> None:
@@ -47,3 +48,26 @@ def test_recipe_without_data_section_is_named(tmp_path: Path) -> None:
 def test_config_object_rejects_bad_values_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="shard_tokens"):
         DataConfig(shard_tokens=0)
+
+
+def test_recipe_with_a_corpus_list_validates_and_keeps_it_in_the_shard_settings(tmp_path: Path) -> None:
+    recipe = tmp_path / "mixed.toml"
+    recipe.write_text('[data]\ncorpus = ["embedded:shakespeare", "runs/rephrased/rephrased.jsonl"]\n')
+    config = load_data_config(recipe)
+    assert config.corpus == ["embedded:shakespeare", "runs/rephrased/rephrased.jsonl"]
+    settings = config.shard_settings()
+    assert ShardSettings.model_validate_json(settings.model_dump_json()) == settings
+    reordered = ShardSettings(corpus=["runs/rephrased/rephrased.jsonl", "embedded:shakespeare"])
+    assert reordered != settings  # a different order is a different token stream
+
+
+def test_a_repeated_corpus_entry_names_both_indices(tmp_path: Path) -> None:
+    recipe = tmp_path / "repeat.toml"
+    recipe.write_text('[data]\ncorpus = ["raw", "rephrased.jsonl", "raw"]\n')
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "repeat.toml: [data].corpus: Value error, data.corpus[2]: 'raw' repeats data.corpus[0]"
+        ),
+    ):
+        load_data_config(recipe)

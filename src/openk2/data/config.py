@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from openk2.data.special_tokens import NUM_RESERVED_TOKENS
 
@@ -15,10 +15,11 @@ class ShardSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    corpus: str = Field(
+    corpus: str | list[str] = Field(
         default="embedded:shakespeare",
-        description="'embedded:shakespeare' or a directory of .txt files (one document each) and .jsonl "
-        "files (one document per line, field 'text')",
+        description="'embedded:shakespeare', a directory of .txt / .jsonl files, a single .txt / .jsonl file, "
+        "or a non-empty list of these read in order (e.g. raw text plus rephrased.jsonl); a .txt file is "
+        "one document, a .jsonl file one document per line (field 'text', optional string 'id')",
     )
     vocab_size: int = Field(
         default=8192,
@@ -33,6 +34,18 @@ class ShardSettings(BaseModel):
         gt=0,
         description="a shard holds whole documents up to this many tokens; a longer document gets its own",
     )
+
+    @field_validator("corpus")
+    @classmethod
+    def _corpus_list_is_non_empty_and_distinct(cls, corpus: str | list[str]) -> str | list[str]:
+        if isinstance(corpus, str):
+            return corpus
+        if not corpus:
+            raise ValueError("an empty list names no corpus; give at least one entry")
+        for index, entry in enumerate(corpus):
+            if (first := corpus.index(entry)) != index:
+                raise ValueError(f"data.corpus[{index}]: {entry!r} repeats data.corpus[{first}]")
+        return corpus
 
 
 class DataConfig(ShardSettings):

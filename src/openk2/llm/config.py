@@ -66,3 +66,16 @@ def load_llm(config: LLMConfig) -> LLM:
     from openk2.llm.teacher import load_teacher
 
     return load_teacher()
+
+
+def load_concurrent_llm(config: LLMConfig, concurrency: int) -> LLM:
+    """The back end ready for `concurrency` simultaneous `achat` callers; `close()` it when done.
+
+    An endpoint takes concurrent requests itself; an in-process model batches them (BatchingLLM).
+    """
+    llm = load_llm(config)
+    if config.backend == "endpoint":
+        return llm
+    from openk2.llm.batching import BatchingLLM
+
+    return BatchingLLM(llm, max_batch_size=concurrency, max_pending=max(64, 4 * concurrency))

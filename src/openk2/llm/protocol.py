@@ -34,6 +34,10 @@ class LLM(ABC):
         """The completion of one request without blocking the event loop."""
         return (await asyncio.to_thread(self.chat_batch, [request]))[0]
 
+    def close(self) -> None:
+        """Stop workers and release connections; nothing to do for most back ends."""
+        return None
+
     def chat(
         self,
         messages: Sequence[Message | Mapping[str, Any]],

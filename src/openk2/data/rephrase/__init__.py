@@ -1,0 +1,13 @@
+"""K2 report §2.2: chunk-wise autoregressive rephrasing with fidelity checks.
+
+    config = load_rephrase_config(Path("recipes/rephrase.toml"), overrides={})
+    summary = rephrase_corpus(config, Path("docs.jsonl"), Path("runs/rephrased"))
+
+Writes `rephrased.jsonl` (a corpus `openk2 tokenize` reads), `rejects.jsonl` and `summary.json`.
+"""
+
+from openk2.data.rephrase.config import RephraseConfig, load_rephrase_config
+from openk2.data.rephrase.pipeline import rephrase_corpus
+from openk2.data.rephrase.summary import RephraseSummary, print_summary
+
+__all__ = ["RephraseConfig", "RephraseSummary", "load_rephrase_config", "print_summary", "rephrase_corpus"]

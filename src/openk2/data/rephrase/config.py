@@ -1,0 +1,63 @@
+"""RephraseConfig: the `[rephrase]` section of a recipe, validated (with command-line overrides) before any work."""
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from openk2.data.config import read_recipe_toml
+from openk2.data.rephrase.prompts import BUILTIN_LIBRARY, Mode
+from openk2.llm import LLMConfig
+
+TEACHER_TOKENIZER = "teacher"
+
+
+class RephraseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = Field(default="knowledge", description="knowledge | math-notes | translate")
+    language: str = Field(default="English", min_length=1, description="the target language of translate")
+    variants: int = Field(default=1, ge=1, description="rephrasings per document, each in its own style")
+    chunk_tokens: int = Field(default=256, ge=16, description="about this many tokens per chunk (K2 Fig. 4)")
+    context_tokens: int = Field(
+        default=512, ge=0, description="at most this much preceding source and rewrite go into a prompt"
+    )
+    tokenizer: str = Field(
+        default=TEACHER_TOKENIZER,
+        description="counts tokens for chunking and the length check: 'teacher' or a tokenizer.json path",
+    )
+    prompt_library: Path = Field(default=BUILTIN_LIBRARY, description="a directory of prompt TOML files")
+    temperature: float = Field(default=0.6, ge=0.0, le=2.0)
+    max_attempts: int = Field(
+        default=2, ge=1, description="tries per chunk before the document is rejected (1 at temperature 0)"
+    )
+    reply_tokens_per_chunk_token: float = Field(
+        default=3.0, gt=0, description="reply budget = this × the chunk's tokens (math notes run long)"
+    )
+    judge_threshold: int = Field(default=3, ge=1, le=5, description="chunks the judge scores below fail")
+    concurrency: int = Field(default=4, ge=1, description="documents rewritten at the same time")
+    checks: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the mode's fidelity settings (numbers, names, ...)"
+    )
+    rewriter: LLMConfig = LLMConfig()
+    judge: LLMConfig | None = Field(default=None, description="the judge's model; default: the rewriter")
+
+    def output_settings(self) -> dict[str, Any]:
+        """What determines the output's content: a resumed run must match it (concurrency may change)."""
+        return self.model_dump(mode="json", exclude={"concurrency"})
+
+
+def load_rephrase_config(recipe: Path | None, overrides: dict[str, Any]) -> RephraseConfig:
+    """The recipe's `[rephrase]` table (or the defaults without a recipe) with `overrides` on top."""
+    table: dict[str, Any] = {}
+    if recipe is not None:
+        table = dict(read_recipe_toml(recipe).get("rephrase", {}))
+    table.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return RephraseConfig.model_validate(table)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"[rephrase].{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ValueError(f"{recipe or 'command line'}: {problems}") from error

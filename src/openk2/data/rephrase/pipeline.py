@@ -1,0 +1,316 @@
+"""`openk2 rephrase`: K2's chunk-wise autoregressive rephrasing with fidelity verification (report §2.2).
+
+Fig. 4 of the report: a document is split into ~256-token chunks; each chunk is rewritten by the
+rewrite model with the preceding context passed along, in order, and the rewritten chunks are
+concatenated. What the context holds is not stated; here it is both the source text before the chunk
+and the end of the rewrite so far (the autoregressive part). Every rewritten chunk must pass the
+deterministic fidelity checks and the LLM judge, else it is sampled again (up to `max_attempts`) and
+finally the document is rejected; the stitched document is checked once more as a whole.
+"""
+
+import asyncio
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from openk2.data.corpus import CorpusFile, Document, file_sha256, read_documents
+from openk2.data.rephrase.chunking import Chunk, chunk_document, stitch
+from openk2.data.rephrase.config import RephraseConfig
+from openk2.data.rephrase.fidelity import FidelitySettings, check_fidelity
+from openk2.data.rephrase.judge import JUDGE_SAMPLING, parse_verdict
+from openk2.data.rephrase.prompts import Style, library_digest, load_judge_prompts, load_mode_prompts
+from openk2.data.rephrase.records import (
+    ACCEPTED_FILE,
+    CACHE_FILE,
+    REJECTS_FILE,
+    SUMMARY_FILE,
+    JsonlLog,
+    ReplyCache,
+    check_run_manifest,
+    write_atomically,
+)
+from openk2.data.rephrase.summary import RephraseSummary, summarize
+from openk2.data.rephrase.token_counter import TokenCounter
+from openk2.llm import LLM, SamplingParams, chat_request, load_concurrent_llm
+
+REPLY_TOKENS_SLACK = 16  # room for a closing sentence beyond the proportional budget
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One rephrasing to produce: a document's variant k (its own style)."""
+
+    document: Document
+    variant: int
+    mode: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.document.source}#{self.mode}-{self.variant}"
+
+
+@dataclass
+class Outcome:
+    accepted: bool
+    record: dict[str, Any]
+
+
+class Rephraser:
+    """Rewrites one document variant chunk by chunk; every LLM reply goes through the reply cache."""
+
+    def __init__(
+        self, config: RephraseConfig, rewriter: LLM, judge: LLM, count_tokens: TokenCounter, cache: ReplyCache
+    ) -> None:
+        self.config = config
+        self.rewriter = rewriter
+        self.judge = judge
+        self.count_tokens = count_tokens
+        self.cache = cache
+        self.prompts = load_mode_prompts(config.prompt_library, config.mode)
+        self.judge_prompts = load_judge_prompts(config.prompt_library)
+        try:
+            self.checks = FidelitySettings.model_validate(
+                {**self.prompts.checks.model_dump(), **config.checks}
+            )
+        except ValidationError as error:
+            raise ValueError(f"[rephrase].checks: {error}") from error
+        if config.variants > len(self.prompts.styles):
+            raise ValueError(
+                f"[rephrase].variants: {config.variants} variants need as many styles, but the "
+                f"{config.mode} prompts have {len(self.prompts.styles)}"
+            )
+        # at temperature 0 another attempt would return the same reply
+        self.attempts = config.max_attempts if config.temperature > 0 else 1
+
+    def style(self, source_id: str, variant: int) -> Style:
+        """A per-document order of the styles: variants differ, and documents spread over all styles."""
+        styles = self.prompts.styles
+        order = sorted(styles, key=lambda style: hashlib.sha256(f"{source_id}\0{style.id}".encode()).digest())
+        return order[variant]
+
+    async def rephrase(self, item: WorkItem) -> Outcome:
+        document, config = item.document, self.config
+        style = self.style(document.source, item.variant)
+        instructions = self.prompts.instructions(style, config.language)
+        chunks = chunk_document(document.text, config.chunk_tokens, self.count_tokens)
+        record: dict[str, Any] = {
+            "id": item.id,
+            "source_id": document.source,
+            "variant": item.variant,
+            "mode": config.mode,
+            "style": style.id,
+            "model": self.rewriter.model_name,
+            "judge_model": self.judge.model_name,
+            "chunks": len(chunks),
+            "attempts": [],
+        }
+        if not chunks:
+            return self._reject(record, document, {"document": "the document has no text"})
+        rewrites: list[str] = []
+        for index in range(len(chunks)):
+            rewrite = await self._rewrite_chunk(
+                record, document, chunks, index, rewrites, style, instructions
+            )
+            if rewrite is None:
+                last_failure = record["attempts"][-1]["failed"]
+                return self._reject(record, document, {f"chunk {index}": "; ".join(last_failure.values())})
+            rewrites.append(rewrite)
+        text = stitch(rewrites, chunks)
+        document_failures = self._failed_checks(document.text.strip(), text, instructions)
+        record["document_failed"] = document_failures
+        if document_failures:
+            record["rewrite"] = text
+            return self._reject(record, document, document_failures)
+        record["text"] = text
+        record["source_tokens"] = self.count_tokens(document.text)
+        record["tokens"] = self.count_tokens(text)
+        record["judge_scores"] = [
+            attempt["judge_score"] for attempt in record["attempts"] if not attempt["failed"]
+        ]
+        return Outcome(True, record)
+
+    async def _rewrite_chunk(
+        self,
+        record: dict[str, Any],
+        document: Document,
+        chunks: list[Chunk],
+        index: int,
+        rewrites: list[str],
+        style: Style,
+        instructions: list[str],
+    ) -> str | None:
+        chunk, config = chunks[index], self.config
+        source_context = self.count_tokens.tail(document.text[: chunk.start].strip(), config.context_tokens)
+        rewrite_so_far = self.count_tokens.tail(stitch(rewrites, chunks[:index]), config.context_tokens)
+        messages = self.prompts.messages(
+            style, config.language, chunk.text, source_context, rewrite_so_far, first=index == 0
+        )
+        budget = math.ceil(config.reply_tokens_per_chunk_token * self.count_tokens(chunk.text))
+        sampling = SamplingParams(temperature=config.temperature, max_tokens=budget + REPLY_TOKENS_SLACK)
+        for attempt in range(self.attempts):
+            reply = await self._ask(self.rewriter, messages, sampling, attempt)
+            rewrite = reply["text"].strip()
+            failed = {}
+            if reply["finish_reason"] != "stop":
+                failed["complete"] = f"the reply ended with finish_reason {reply['finish_reason']!r}"
+            failed |= self._failed_checks(chunk.text, rewrite, instructions)
+            verdict = None
+            if not failed:  # the judge is asked only about rewrites that pass the cheap checks
+                judge_messages = self.judge_prompts.messages(chunk.text, rewrite)
+                judge_reply = await self._ask(self.judge, judge_messages, JUDGE_SAMPLING)
+                verdict = parse_verdict(judge_reply["text"])
+                if verdict.score is None or verdict.score < config.judge_threshold:
+                    failed["judge"] = f"score {verdict.score} < {config.judge_threshold}: {verdict.reason}"
+            entry: dict[str, Any] = {"chunk": index, "attempt": attempt, "failed": failed}
+            if verdict is not None:
+                entry |= {"judge_score": verdict.score, "judge_reason": verdict.reason}
+            if failed:
+                entry["rewrite"] = rewrite  # kept for inspection; accepted rewrites live in the text
+            record["attempts"].append(entry)
+            if not failed:
+                return rewrite
+        return None
+
+    def _failed_checks(self, source: str, rewrite: str, instructions: list[str]) -> dict[str, str]:
+        results = check_fidelity(source, rewrite, self.checks, instructions, self.count_tokens)
+        return {result.name: result.detail for result in results if not result.passed}
+
+    async def _ask(
+        self, llm: LLM, messages: list[dict[str, str]], sampling: SamplingParams, attempt: int = 0
+    ) -> dict[str, Any]:
+        key = ReplyCache.key(
+            model=llm.model_name,
+            messages=messages,
+            sampling=sampling.model_dump(mode="json"),
+            attempt=attempt,
+        )
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        completion = await llm.achat(chat_request(messages, sampling=sampling))
+        reply = {"text": completion.message.text, "finish_reason": completion.finish_reason}
+        self.cache.put(key, reply)
+        return reply
+
+    def _reject(self, record: dict[str, Any], document: Document, reasons: dict[str, str]) -> Outcome:
+        record["rejected"] = reasons
+        record["source_text"] = document.text
+        return Outcome(False, record)
+
+
+def rephrase_corpus(
+    config: RephraseConfig,
+    input_path: Path,
+    output_dir: Path,
+    progress: bool = True,
+    rewriter: LLM | None = None,
+    judge: LLM | None = None,
+) -> RephraseSummary:
+    """Rephrase every document of `input_path` into `output_dir`; a rerun resumes where a kill left off."""
+    if not input_path.is_file():
+        raise ValueError(f"--input: {input_path} is not a file")
+    documents = read_documents(CorpusFile(path=input_path, name=input_path.name))
+    sources = [document.source for document in documents]
+    if len(set(sources)) != len(sources):
+        repeated = sorted({source for source in sources if sources.count(source) > 1})
+        raise ValueError(f"{input_path}: document ids repeat: {repeated[:5]}")
+    count_tokens = TokenCounter.load(config.tokenizer)
+    loaded: list[LLM] = []  # the models this call loads, and so closes
+    if rewriter is None:
+        rewriter = load_concurrent_llm(config.rewriter, config.concurrency)
+        loaded.append(rewriter)
+    if judge is None and config.judge is not None:
+        judge = load_concurrent_llm(config.judge, config.concurrency)
+        loaded.append(judge)
+    judge = judge or rewriter
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        check_run_manifest(
+            output_dir,
+            {
+                "input": {"name": input_path.name, "sha256": file_sha256(input_path)},
+                "prompt_library_sha256": library_digest(config.prompt_library, config.mode),
+                "rewriter": rewriter.model_name,
+                "judge": judge.model_name,
+                "settings": config.output_settings(),
+            },
+        )
+        rephraser = Rephraser(config, rewriter, judge, count_tokens, ReplyCache(output_dir / CACHE_FILE))
+        accepted_log, rejects_log = JsonlLog(output_dir / ACCEPTED_FILE), JsonlLog(output_dir / REJECTS_FILE)
+        items = [
+            WorkItem(document, variant, config.mode)
+            for document in documents
+            for variant in range(config.variants)
+        ]
+        done = {record["id"] for record in accepted_log.records + rejects_log.records}
+        started = time.perf_counter()
+        asyncio.run(
+            _rephrase_all(
+                rephraser,
+                [item for item in items if item.id not in done],
+                accepted_log,
+                rejects_log,
+                progress,
+                len(done),
+                len(items),
+            )
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        for llm in loaded:
+            llm.close()
+    order = {item.id: position for position, item in enumerate(items)}
+    accepted_log.rewrite_sorted(order)
+    rejects_log.rewrite_sorted(order)
+    summary = summarize(
+        accepted_log.records,
+        rejects_log.records,
+        len(items),
+        len(items) - len(done),
+        elapsed,
+        rephraser.cache,
+    )
+    write_atomically(output_dir / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+    return summary
+
+
+async def _rephrase_all(
+    rephraser: Rephraser,
+    items: list[WorkItem],
+    accepted_log: JsonlLog,
+    rejects_log: JsonlLog,
+    progress: bool,
+    already_done: int,
+    total: int,
+) -> None:
+    limit = asyncio.Semaphore(rephraser.config.concurrency)
+    counts = {"accepted": len(accepted_log.records), "rejected": len(rejects_log.records)}
+    bars = Progress(
+        TextColumn("rephrasing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[accepted]} accepted, {task.fields[rejected]} rejected"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True, quiet=not progress),
+    )
+
+    async def one(item: WorkItem, task_id: Any) -> None:
+        async with limit:
+            outcome = await rephraser.rephrase(item)
+        # the line is the commit point: once written, a resumed run skips this item
+        (accepted_log if outcome.accepted else rejects_log).append(outcome.record)
+        counts["accepted" if outcome.accepted else "rejected"] += 1
+        bars.update(task_id, advance=1, **counts)
+
+    with bars:
+        task_id = bars.add_task("rephrasing", total=total, completed=already_done, **counts)
+        async with asyncio.TaskGroup() as group:
+            for item in items:
+                group.create_task(one(item, task_id))

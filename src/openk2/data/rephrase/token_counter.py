@@ -1,0 +1,44 @@
+"""Token counts for chunking, context windows and the length check, from one HF tokenizer.
+
+The rewrite model's own tokenizer is not reachable through an endpoint, so the recipe names one:
+"teacher" (the embedded SmolLM2's BPE) or any tokenizer.json, e.g. the one `openk2 tokenize` trained.
+"""
+
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from openk2.data.rephrase.config import TEACHER_TOKENIZER
+
+
+class TokenCounter:
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, name: str) -> "TokenCounter":
+        if name == TEACHER_TOKENIZER:
+            from openk2.llm.teacher import teacher_checkpoint
+
+            path = teacher_checkpoint() / "tokenizer.json"
+        else:
+            path = Path(name)
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as error:  # tokenizers raises a bare Exception for a missing or bad file
+            raise ValueError(f"[rephrase].tokenizer: cannot load {path} ({error})") from error
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def tail(self, text: str, budget: int) -> str:
+        """The end of `text` within `budget` tokens, starting at a word boundary."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(encoding.ids) <= budget:
+            return text
+        if budget == 0:
+            return ""
+        start = encoding.offsets[len(encoding.ids) - budget][0]
+        if start > 0 and not text[start - 1].isspace():  # the cut fell inside a word: drop its piece
+            start = next((i for i in range(start, len(text)) if text[i].isspace()), len(text))
+        return text[start:].lstrip()

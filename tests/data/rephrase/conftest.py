@@ -1,0 +1,32 @@
+"""The embedded teacher (SmolLM2-135M-Instruct) shared by the rephrasing pipeline tests."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openk2.llm import BatchingLLM
+from openk2.llm.teacher import load_teacher
+from openk2.llm.transformers_engine import TransformersLLM
+
+SAMPLES = Path(__file__).parents[3] / "samples" / "knowledge.jsonl"
+
+
+@pytest.fixture(scope="package")
+def teacher() -> TransformersLLM:
+    return load_teacher()
+
+
+@pytest.fixture(scope="package")
+def batching_teacher(teacher: TransformersLLM) -> Iterator[BatchingLLM]:
+    llm = BatchingLLM(teacher, max_batch_size=4)
+    yield llm
+    llm.close()
+
+
+def write_documents(path: Path, ids: list[str]) -> Path:
+    """The named paragraphs of samples/knowledge.jsonl, in the given order, as an input file."""
+    records = {record["id"]: record for record in map(json.loads, SAMPLES.read_text().splitlines())}
+    path.write_text("".join(json.dumps(records[name]) + "\n" for name in ids))
+    return path
