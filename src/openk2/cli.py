@@ -73,7 +73,7 @@ def pretrain(args: argparse.Namespace) -> None:
 
 def rephrase(args: argparse.Namespace) -> None:
     """Chunk-wise autoregressive rephrasing with fidelity checks (the recipe's [rephrase] section + flags)."""
-    from openk2.data.rephrase import load_rephrase_config, print_summary, rephrase_corpus
+    from openk2.data.rephrase import RephraseStopped, load_rephrase_config, print_summary, rephrase_corpus
 
     if args.to is not None and args.mode not in (None, "translate"):
         raise ValueError(f"--to: the target language applies to --mode translate, not {args.mode}")
@@ -85,7 +85,11 @@ def rephrase(args: argparse.Namespace) -> None:
         "chunk_tokens": args.chunk_tokens,
     }
     config = load_rephrase_config(args.recipe, overrides)
-    summary = rephrase_corpus(config, args.input, args.output)
+    try:
+        summary = rephrase_corpus(config, args.input, args.output)
+    except RephraseStopped as stopped:
+        console.print(f"[red]error:[/red] {stopped}")
+        sys.exit(1)
     print_summary(summary, console)
     console.print(
         f"{args.output}: rephrased.jsonl (the corpus for `openk2 tokenize`), rejects.jsonl, summary.json"

@@ -30,7 +30,6 @@ LENIENT = RephraseConfig(
     chunk_tokens=48,
     judge_threshold=1,
     concurrency=1,
-    reply_tokens_per_chunk_token=4.0,
     checks={"names": False, "min_length_ratio": 0.3, "max_length_ratio": 3.0},
 )
 

@@ -7,7 +7,14 @@ Writes `rephrased.jsonl` (a corpus `openk2 tokenize` reads), `rejects.jsonl` and
 """
 
 from openk2.data.rephrase.config import RephraseConfig, load_rephrase_config
-from openk2.data.rephrase.pipeline import rephrase_corpus
+from openk2.data.rephrase.pipeline import RephraseStopped, rephrase_corpus
 from openk2.data.rephrase.summary import RephraseSummary, print_summary
 
-__all__ = ["RephraseConfig", "RephraseSummary", "load_rephrase_config", "print_summary", "rephrase_corpus"]
+__all__ = [
+    "RephraseConfig",
+    "RephraseStopped",
+    "RephraseSummary",
+    "load_rephrase_config",
+    "print_summary",
+    "rephrase_corpus",
+]

@@ -31,9 +31,6 @@ class RephraseConfig(BaseModel):
     max_attempts: int = Field(
         default=2, ge=1, description="tries per chunk before the document is rejected (1 at temperature 0)"
     )
-    reply_tokens_per_chunk_token: float = Field(
-        default=3.0, gt=0, description="reply budget = this × the chunk's tokens (math notes run long)"
-    )
     judge_threshold: int = Field(default=3, ge=1, le=5, description="chunks the judge scores below fail")
     concurrency: int = Field(default=4, ge=1, description="documents rewritten at the same time")
     checks: dict[str, Any] = Field(

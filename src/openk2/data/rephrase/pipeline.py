@@ -40,7 +40,14 @@ from openk2.data.rephrase.summary import RephraseSummary, summarize
 from openk2.data.rephrase.token_counter import TokenCounter
 from openk2.llm import LLM, SamplingParams, chat_request, load_concurrent_llm
 
-REPLY_TOKENS_SLACK = 16  # room for a closing sentence beyond the proportional budget
+# A reply longer than the length check's maximum fails anyway, so generation stops a little after it
+# (the margin covers a counting tokenizer other than the model's own).
+REPLY_BUDGET_MARGIN = 1.25
+REPLY_BUDGET_SLACK_TOKENS = 16
+
+
+class RephraseStopped(RuntimeError):
+    """A model call failed (e.g. the endpoint went away); what was finished is kept for a resume."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +159,9 @@ class Rephraser:
         messages = self.prompts.messages(
             style, config.language, chunk.text, source_context, rewrite_so_far, first=index == 0
         )
-        budget = math.ceil(config.reply_tokens_per_chunk_token * self.count_tokens(chunk.text))
-        sampling = SamplingParams(temperature=config.temperature, max_tokens=budget + REPLY_TOKENS_SLACK)
+        longest_passing = self.checks.max_length_ratio * self.count_tokens(chunk.text)
+        budget = math.ceil(REPLY_BUDGET_MARGIN * longest_passing) + REPLY_BUDGET_SLACK_TOKENS
+        sampling = SamplingParams(temperature=config.temperature, max_tokens=budget)
         for attempt in range(self.attempts):
             reply = await self._ask(self.rewriter, messages, sampling, attempt)
             rewrite = reply["text"].strip()
@@ -251,17 +259,17 @@ def rephrase_corpus(
         ]
         done = {record["id"] for record in accepted_log.records + rejects_log.records}
         started = time.perf_counter()
-        asyncio.run(
-            _rephrase_all(
-                rephraser,
-                [item for item in items if item.id not in done],
-                accepted_log,
-                rejects_log,
-                progress,
-                len(done),
-                len(items),
+        todo = [item for item in items if item.id not in done]
+        try:
+            asyncio.run(
+                _rephrase_all(rephraser, todo, accepted_log, rejects_log, progress, len(done), len(items))
             )
-        )
+        except* Exception as failures:
+            finished = len(accepted_log.records) + len(rejects_log.records)
+            raise RephraseStopped(
+                f"rephrasing stopped: {failures.exceptions[0]!r}; the {finished} finished documents are kept "
+                f"in {output_dir}; rerun the same command to resume"
+            ) from failures
         elapsed = time.perf_counter() - started
     finally:
         for llm in loaded:

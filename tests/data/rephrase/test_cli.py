@@ -1,0 +1,76 @@
+"""`openk2 rephrase` from the command line: math notes and translation with the teacher, and its errors."""
+
+import json
+import socket
+
+import pytest
+
+from openk2.cli import main
+from openk2.data.rephrase import RephraseConfig, RephraseStopped, rephrase_corpus
+from openk2.data.rephrase.prompts import BUILTIN_LIBRARY, load_mode_prompts
+from openk2.llm import LLMConfig
+
+GREEDY_RECIPE = """
+[rephrase]
+temperature = 0.0
+judge_threshold = 1
+"""
+
+
+def run_cli(tmp_path, mode_arguments: list[str], text: str) -> dict:
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"id": "doc", "text": text}) + "\n")
+    (tmp_path / "recipe.toml").write_text(GREEDY_RECIPE)
+    recipe, documents, output = (str(tmp_path / name) for name in ("recipe.toml", "docs.jsonl", "out"))
+    main(["rephrase", "--recipe", recipe, "--input", documents, "--output", output, *mode_arguments])
+    return json.loads((tmp_path / "out/rephrase.json").read_text())
+
+
+def all_records(tmp_path) -> list[dict]:
+    lines = []
+    for name in ("rephrased.jsonl", "rejects.jsonl"):
+        lines += (tmp_path / "out" / name).read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path):
+    manifest = run_cli(tmp_path, ["--mode", "math-notes"], "If a = 3 and b = 4, then a^2 + b^2 = 25.")
+
+    assert manifest["settings"]["mode"] == "math-notes"
+    [record] = all_records(tmp_path)
+    assert record["id"] == "doc#math-notes-0" and record["mode"] == "math-notes"
+    math_styles = {style.id for style in load_mode_prompts(BUILTIN_LIBRARY, "math-notes").styles}
+    assert record["style"] in math_styles
+
+
+def test_to_a_language_means_translate_mode_without_the_name_and_date_checks(tmp_path):
+    manifest = run_cli(tmp_path, ["--to", "French"], "The bridge opened in 1932.")
+
+    assert (manifest["settings"]["mode"], manifest["settings"]["language"]) == ("translate", "French")
+    [record] = all_records(tmp_path)
+    assert record["id"] == "doc#translate-0"
+    for attempt in record["attempts"]:
+        assert "names" not in attempt["failed"] and "dates" not in attempt["failed"]
+
+
+def test_to_with_another_mode_is_an_error_naming_the_flag(tmp_path, capsys):
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "x"}) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        documents, output = str(tmp_path / "docs.jsonl"), str(tmp_path / "out")
+        main(["rephrase", "--input", documents, "--output", output, "--mode", "knowledge", "--to", "French"])
+    assert exited.value.code == 2
+    assert "--to" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_endpoint_stops_the_run_with_a_resume_hint(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = LLMConfig(
+        backend="endpoint", base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=0, timeout_s=5
+    )
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"id": "doc", "text": "It opened in 1932."}) + "\n")
+    with pytest.raises(RephraseStopped, match=r"0 finished documents are kept .* rerun the same command"):
+        rephrase_corpus(
+            RephraseConfig(rewriter=endpoint), tmp_path / "docs.jsonl", tmp_path / "out", progress=False
+        )
