@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from openk2.data.corpus import (
@@ -106,6 +107,28 @@ def test_hold_out_takes_whole_documents_deterministically_from_the_seed() -> Non
     }
 
 
+def test_rephrasings_are_held_out_with_their_source_and_plain_corpora_split_as_before(tmp_path) -> None:
+    raw = [Document(source=f"doc{index}", text=str(index)) for index in range(10)]
+    rephrased = [
+        Document(source=f"doc{index}#knowledge-{variant}", text=f"{index}'", derived_from=f"doc{index}")
+        for index in range(10)
+        for variant in range(2)
+    ]
+    train, val = hold_out_documents(raw + rephrased, val_fraction=0.2, seed=3)
+    held_out = {document.source for document in val if document.derived_from is None}
+    assert len(held_out) == 2  # ceil(0.2 * 10 groups)
+    assert {document.derived_from for document in val if document.derived_from} == held_out
+    assert not {document.derived_from for document in train} & held_out
+    assert len(val) == 2 * 3  # each held-out document with its two rephrasings
+    # without rephrasings the split is the one a plain permutation of the documents gives
+    expected = {f"doc{index}" for index in np.random.default_rng(3).permutation(10)[:2]}
+    assert {document.source for document in hold_out_documents(raw, 0.2, seed=3)[1]} == expected == held_out
+    # read from a file: `source_id` becomes derived_from
+    (tmp_path / "rephrased.jsonl").write_text('{"text": "t", "id": "a#knowledge-0", "source_id": "a"}\n')
+    [document] = read_documents(CorpusFile(tmp_path / "rephrased.jsonl", "rephrased.jsonl"))
+    assert (document.source, document.derived_from) == ("a#knowledge-0", "a")
+
+
 def test_hold_out_that_leaves_no_training_document_names_val_fraction() -> None:
     documents = [Document(source="a", text="a"), Document(source="b", text="b")]
     with pytest.raises(ValueError, match=r"data\.val_fraction"):
@@ -190,7 +213,7 @@ def test_a_jsonl_string_id_becomes_the_document_source(tmp_path: Path) -> None:
     ]
     (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     assert read_documents(corpus_files(str(tmp_path))[0]) == [
-        Document(source="docs.jsonl:3#knowledge-0", text="rephrased"),
+        Document(source="docs.jsonl:3#knowledge-0", text="rephrased", derived_from="docs.jsonl:3"),
         Document(source="mixed.jsonl:2", text="no id"),
         Document(source="mixed.jsonl:3", text="numeric id"),
         Document(source="mixed.jsonl:4", text="empty id"),

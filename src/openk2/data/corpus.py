@@ -27,17 +27,19 @@ class CorpusFile:
 class Document:
     source: str  # the corpus file's name; for a JSONL record its string "id", else the name plus ":<line>"
     text: str
+    derived_from: str | None = None  # a rephrasing's `source_id`: held out together with its source
 
 
 class JsonlRecord(BaseModel):
-    """One line of a .jsonl corpus file: `text`, an optional string `id`; other fields are ignored."""
+    """One line of a .jsonl corpus file: `text`, optional string `id` and `source_id`; others are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
     text: str
     id: str | None = None
+    source_id: str | None = None  # written by `openk2 rephrase`: the id of the rewritten document
 
-    @field_validator("id", mode="before")
+    @field_validator("id", "source_id", mode="before")
     @classmethod
     def _ignore_non_string_id(cls, value: object) -> object:
         # an integer or empty id stays an ignored field, as before ids were read: such corpora read unchanged
@@ -131,7 +133,7 @@ def read_documents(file: CorpusFile) -> list[Document]:
                 f"{file.path}:{line_number}: expected a JSON object with a string 'text' ({error})"
             ) from error
         source = record.id if record.id is not None else f"{file.name}:{line_number}"
-        documents.append(Document(source=source, text=record.text))
+        documents.append(Document(source=source, text=record.text, derived_from=record.source_id))
     return documents
 
 
@@ -146,13 +148,23 @@ def file_sha256(path: Path) -> str:
 def hold_out_documents(
     documents: list[Document], val_fraction: float, seed: int
 ) -> tuple[list[Document], list[Document]]:
-    """Split into (train, val) by whole documents, each keeping corpus order; val gets ceil(fraction * n)."""
-    num_val = math.ceil(val_fraction * len(documents))
-    if num_val >= len(documents):
+    """Split into (train, val) by whole documents, each keeping corpus order.
+
+    A document and its rephrasings (`derived_from`) are one group and land on the same side, so validation
+    text is never seen rephrased in training; val gets ceil(fraction * groups) groups.
+    """
+    groups = list(dict.fromkeys(_group(document) for document in documents))
+    num_val = math.ceil(val_fraction * len(groups))
+    if num_val >= len(groups):
         raise ValueError(
-            f"data.val_fraction: holding out {num_val} of {len(documents)} documents leaves none for training"
+            f"data.val_fraction: holding out {num_val} of {len(groups)} documents (with their rephrasings) "
+            "leaves none for training"
         )
-    held_out = set(np.random.default_rng(seed).permutation(len(documents))[:num_val].tolist())
-    train = [document for index, document in enumerate(documents) if index not in held_out]
-    val = [document for index, document in enumerate(documents) if index in held_out]
+    held_out = {groups[index] for index in np.random.default_rng(seed).permutation(len(groups))[:num_val]}
+    train = [document for document in documents if _group(document) not in held_out]
+    val = [document for document in documents if _group(document) in held_out]
     return train, val
+
+
+def _group(document: Document) -> str:
+    return document.derived_from or document.source
