@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from openk2.serve.cli import add_chat_arguments, add_serve_arguments
@@ -88,7 +89,7 @@ def rephrase(args: argparse.Namespace) -> None:
     try:
         summary = rephrase_corpus(config, args.input, args.output)
     except RephraseStopped as stopped:
-        console.print(f"[red]error:[/red] {stopped}")
+        console.print(f"[red]error:[/red] {escape(str(stopped))}")
         sys.exit(1)
     print_summary(summary, console)
     console.print(
@@ -194,5 +195,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         run(args)
     except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")  # "[data].field" is not markup
         sys.exit(2)

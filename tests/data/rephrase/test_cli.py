@@ -74,3 +74,15 @@ def test_an_unreachable_endpoint_stops_the_run_with_a_resume_hint(tmp_path):
         rephrase_corpus(
             RephraseConfig(rewriter=endpoint), tmp_path / "docs.jsonl", tmp_path / "out", progress=False
         )
+
+
+def test_more_variants_than_styles_is_refused_before_any_model_loads_naming_the_field(tmp_path, capsys):
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "x"}) + "\n")
+    documents, output = str(tmp_path / "docs.jsonl"), str(tmp_path / "out")
+    with pytest.raises(SystemExit) as exited:
+        main(
+            ["rephrase", "--input", documents, "--output", output, "--mode", "math-notes", "--variants", "4"]
+        )
+    assert exited.value.code == 2
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "[rephrase].variants: 4 variants need as many styles, but the math-notes prompts have 3" in printed

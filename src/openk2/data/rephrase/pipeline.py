@@ -25,7 +25,14 @@ from openk2.data.rephrase.chunking import Chunk, chunk_document, stitch
 from openk2.data.rephrase.config import RephraseConfig
 from openk2.data.rephrase.fidelity import FidelitySettings, check_fidelity
 from openk2.data.rephrase.judge import JUDGE_SAMPLING, parse_verdict
-from openk2.data.rephrase.prompts import Style, library_digest, load_judge_prompts, load_mode_prompts
+from openk2.data.rephrase.prompts import (
+    JudgePrompts,
+    ModePrompts,
+    Style,
+    library_digest,
+    load_judge_prompts,
+    load_mode_prompts,
+)
 from openk2.data.rephrase.records import (
     ACCEPTED_FILE,
     CACHE_FILE,
@@ -69,30 +76,49 @@ class Outcome:
     record: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RunPrompts:
+    """The mode's prompts, the judge's and the fidelity settings, checked before any model is loaded."""
+
+    rewrite: ModePrompts
+    judge: JudgePrompts
+    checks: FidelitySettings
+
+    @classmethod
+    def load(cls, config: RephraseConfig) -> "RunPrompts":
+        rewrite = load_mode_prompts(config.prompt_library, config.mode)
+        try:
+            checks = FidelitySettings.model_validate({**rewrite.checks.model_dump(), **config.checks})
+        except ValidationError as error:
+            raise ValueError(f"[rephrase].checks: {error}") from error
+        if config.variants > len(rewrite.styles):
+            raise ValueError(
+                f"[rephrase].variants: {config.variants} variants need as many styles, but the "
+                f"{config.mode} prompts have {len(rewrite.styles)}"
+            )
+        return cls(rewrite, load_judge_prompts(config.prompt_library), checks)
+
+
 class Rephraser:
     """Rewrites one document variant chunk by chunk; every LLM reply goes through the reply cache."""
 
     def __init__(
-        self, config: RephraseConfig, rewriter: LLM, judge: LLM, count_tokens: TokenCounter, cache: ReplyCache
+        self,
+        config: RephraseConfig,
+        prompts: RunPrompts,
+        rewriter: LLM,
+        judge: LLM,
+        count_tokens: TokenCounter,
+        cache: ReplyCache,
     ) -> None:
         self.config = config
+        self.prompts = prompts.rewrite
+        self.judge_prompts = prompts.judge
+        self.checks = prompts.checks
         self.rewriter = rewriter
         self.judge = judge
         self.count_tokens = count_tokens
         self.cache = cache
-        self.prompts = load_mode_prompts(config.prompt_library, config.mode)
-        self.judge_prompts = load_judge_prompts(config.prompt_library)
-        try:
-            self.checks = FidelitySettings.model_validate(
-                {**self.prompts.checks.model_dump(), **config.checks}
-            )
-        except ValidationError as error:
-            raise ValueError(f"[rephrase].checks: {error}") from error
-        if config.variants > len(self.prompts.styles):
-            raise ValueError(
-                f"[rephrase].variants: {config.variants} variants need as many styles, but the "
-                f"{config.mode} prompts have {len(self.prompts.styles)}"
-            )
         # at temperature 0 another attempt would return the same reply
         self.attempts = config.max_attempts if config.temperature > 0 else 1
 
@@ -229,6 +255,7 @@ def rephrase_corpus(
     if len(set(sources)) != len(sources):
         repeated = sorted({source for source in sources if sources.count(source) > 1})
         raise ValueError(f"{input_path}: document ids repeat: {repeated[:5]}")
+    prompts = RunPrompts.load(config)
     count_tokens = TokenCounter.load(config.tokenizer)
     loaded: list[LLM] = []  # the models this call loads, and so closes
     if rewriter is None:
@@ -250,7 +277,8 @@ def rephrase_corpus(
                 "settings": config.output_settings(),
             },
         )
-        rephraser = Rephraser(config, rewriter, judge, count_tokens, ReplyCache(output_dir / CACHE_FILE))
+        cache = ReplyCache(output_dir / CACHE_FILE)
+        rephraser = Rephraser(config, prompts, rewriter, judge, count_tokens, cache)
         accepted_log, rejects_log = JsonlLog(output_dir / ACCEPTED_FILE), JsonlLog(output_dir / REJECTS_FILE)
         items = [
             WorkItem(document, variant, config.mode)
