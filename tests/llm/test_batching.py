@@ -68,3 +68,20 @@ def test_closed_batcher_refuses_new_requests(scripted_engine):
     llm.close()
     with pytest.raises(ShutDown):
         asyncio.run(llm.achat(chat_request(QUESTION)))
+
+
+def test_the_worker_survives_a_caller_whose_event_loop_closed_mid_batch(untrained_engine):
+    llm = BatchingLLM(untrained_engine, max_batch_size=1, max_pending=4)
+    slow = chat_request(QUESTION, sampling=SamplingParams(temperature=0, max_tokens=60))
+
+    async def give_up_while_generating() -> None:
+        asked = asyncio.ensure_future(llm.achat(slow))
+        await asyncio.sleep(0.05)  # the worker has taken the request
+        asked.cancel()
+
+    try:
+        asyncio.run(give_up_while_generating())  # closes the loop the worker will answer on
+        reply = asyncio.run(asyncio.wait_for(llm.achat(slow), timeout=120))
+    finally:
+        llm.close()
+    assert reply.usage.completion_tokens == 60

@@ -12,7 +12,7 @@ serves many concurrent callers of an in-process back end in batches.
 
 from openk2.llm.batching import BatchingLLM, Overloaded, ShutDown
 from openk2.llm.config import LLMConfig, load_concurrent_llm, load_llm
-from openk2.llm.protocol import LLM
+from openk2.llm.protocol import LLM, ModelUnavailable
 from openk2.llm.types import (
     RECOMMENDED_TEMPERATURE,
     ChatRequest,
@@ -34,6 +34,7 @@ __all__ = [
     "Completion",
     "FinishReason",
     "LLMConfig",
+    "ModelUnavailable",
     "NamedToolChoice",
     "Overloaded",
     "SampledTokens",

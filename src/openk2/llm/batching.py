@@ -11,15 +11,15 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from openk2.llm.protocol import LLM
+from openk2.llm.protocol import LLM, ModelUnavailable
 from openk2.llm.types import ChatRequest, Completion
 
 
-class Overloaded(RuntimeError):
+class Overloaded(ModelUnavailable):
     """The request queue is full; retry later."""
 
 
-class ShutDown(RuntimeError):
+class ShutDown(ModelUnavailable):
     """The batching worker has stopped and takes no more requests."""
 
 
@@ -95,7 +95,10 @@ class BatchingLLM(LLM):
                     return
                 batch = [self._waiting.popleft() for _ in range(min(self.max_batch_size, len(self._waiting)))]
             for waiting, outcome in zip(batch, self._run(batch), strict=True):
-                waiting.loop.call_soon_threadsafe(_resolve, waiting.future, outcome)
+                try:
+                    waiting.loop.call_soon_threadsafe(_resolve, waiting.future, outcome)
+                except RuntimeError:  # the caller's event loop has closed: nobody waits for this reply
+                    continue
 
     def _run(self, batch: list[_Waiting]) -> list[Completion] | list[Completion | BaseException]:
         self.batch_sizes[len(batch)] += 1

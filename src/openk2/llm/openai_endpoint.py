@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from openk2.chat import ChatFormatError, Message, ParseError
-from openk2.llm.protocol import LLM
+from openk2.llm.protocol import LLM, ModelUnavailable
 from openk2.llm.types import (
     ChatRequest,
     Completion,
@@ -25,6 +25,13 @@ from openk2.llm.types import (
     NamedToolChoice,
     SampledTokens,
     Usage,
+)
+
+# after the client's own retries: the endpoint is down, slow or busy, not the request at fault
+UNAVAILABLE = (
+    openai.APIConnectionError,  # includes timeouts
+    openai.RateLimitError,
+    openai.InternalServerError,
 )
 
 
@@ -94,6 +101,8 @@ class OpenAIEndpoint(LLM):
                 response = self._client.chat.completions.create(**request_arguments(self._model, request))
             except openai.BadRequestError as error:
                 raise _request_error(error) from error
+            except UNAVAILABLE as error:
+                raise ModelUnavailable(f"{self.base_url}: {error}") from error
             return self._completion(response, request)
 
         if len(requests) == 1:
@@ -111,6 +120,8 @@ class OpenAIEndpoint(LLM):
             )
         except openai.BadRequestError as error:
             raise _request_error(error) from error
+        except UNAVAILABLE as error:
+            raise ModelUnavailable(f"{self.base_url}: {error}") from error
         return self._completion(response, request)
 
     def _completion(self, response: ChatCompletion, request: ChatRequest) -> Completion:

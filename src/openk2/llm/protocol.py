@@ -18,6 +18,10 @@ from openk2.chat import Message, ToolSpec
 from openk2.llm.types import ChatRequest, Completion, SamplingParams, ToolChoice, chat_request
 
 
+class ModelUnavailable(RuntimeError):
+    """The model cannot answer now (no connection, timeout, overload, shutting down); a retry later may work."""
+
+
 class LLM(ABC):
     """A chat model. Back ends implement `chat_batch`; `achat` defaults to a one-request batch."""
 

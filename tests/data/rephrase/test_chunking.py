@@ -297,3 +297,11 @@ def test_chunk_document_counts_each_character_a_few_times_only(bpe: Tokenizer) -
     assert len(chunks) > bpe_counter(bpe)(document) // 256
     # each sentence once, then each chunk's join a few times: linear in the document, not quadratic
     assert counted_characters <= 6 * len(document)
+
+
+def test_rewrites_of_sentences_written_without_spaces_are_joined_as_their_language_needs() -> None:
+    chunks = chunk_document("长城很长。它在中国。", 1, lambda text: text.count("。"))
+    assert [chunk.separator for chunk in chunks] == ["", ""]
+    assert stitch(["The wall is long.", "It is in China."], chunks) == "The wall is long. It is in China."
+    assert stitch(["长城很长。", "它在中国。"], chunks) == "长城很长。它在中国。"
+    assert stitch([], []) == ""

@@ -69,8 +69,19 @@ def test_overrides_without_a_recipe(tmp_path: Path) -> None:
     assert config.tokenizer == "teacher"
 
 
-def test_recipe_without_rephrase_table_gives_defaults(tmp_path: Path) -> None:
-    assert load_rephrase_config(write_recipe(tmp_path, '[data]\ncorpus = "x"\n'), {}) == RephraseConfig()
+def test_a_recipe_without_a_rephrase_table_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, '[data]\ncorpus = "x"\n')
+    with pytest.raises(ValueError, match=r"recipe\.toml: no \[rephrase\] section"):
+        load_rephrase_config(recipe, {})
+
+
+def test_a_bad_flag_is_blamed_on_the_command_line_and_a_bad_recipe_value_on_the_file(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "[rephrase]\nvariants = 2\n")
+    with pytest.raises(ValueError, match=r"^command line: \[rephrase\]\.variants: "):
+        load_rephrase_config(recipe, {"variants": 0})
+    bad = write_recipe(tmp_path, "[rephrase]\nvariants = 0\n")
+    with pytest.raises(ValueError, match=r"recipe\.toml: \[rephrase\]\.variants: "):
+        load_rephrase_config(bad, {"variants": 2})
 
 
 @pytest.mark.parametrize(
@@ -130,16 +141,16 @@ def test_unreadable_recipe_is_an_error_naming_it(tmp_path: Path) -> None:
     assert str(recipe) in str(error.value)
 
 
-def test_output_settings_exclude_concurrency_only() -> None:
+def test_output_settings_leave_out_concurrency_and_how_the_models_are_reached() -> None:
     settings = RephraseConfig(concurrency=16).output_settings()
-    assert "concurrency" not in settings
-    assert set(settings) == set(RephraseConfig.model_fields) - {"concurrency"}
+    assert set(settings) == set(RephraseConfig.model_fields) - {
+        "concurrency",
+        "rewriter",
+        "judge",
+        "prompt_library",
+    }
     assert settings == RephraseConfig(concurrency=1).output_settings()
+    slower = RephraseConfig(rewriter=LLMConfig(timeout_s=600, max_retries=5)).output_settings()
+    assert slower == settings  # a resume with a longer timeout is the same run
     assert settings != RephraseConfig(variants=2).output_settings()
-
-
-def test_output_settings_are_json_values() -> None:
-    settings = RephraseConfig().output_settings()
-    assert settings["prompt_library"] == str(BUILTIN_LIBRARY)
-    assert settings["rewriter"]["backend"] == "teacher"
-    assert settings["judge"] is None
+    assert settings != RephraseConfig(checks={"names": False}).output_settings()

@@ -228,3 +228,16 @@ def test_a_passage_is_faithful_to_itself(sentences: list[list[str]]) -> None:
     settings = FidelitySettings(leak_markers=("here is the rewritten", "passage:"))
     results = check(text, text, settings, instructions=[INSTRUCTION])
     assert all(result == CheckResult(result.name, True, "") for result in results.values())
+
+
+def test_translation_compares_digits_across_separator_conventions() -> None:
+    german, english = (
+        "Es wiegt 3,5 Tonnen und kostet 1.000 Euro.",
+        "It weighs 3.5 tonnes and costs 1,000 euros.",
+    )
+    loose = FidelitySettings(names=False, number_separators="any")
+    assert check(german, english, loose)["numbers"] == CheckResult("numbers", True, "")
+    assert (
+        check(german, "It weighs 3.6 tonnes and costs 1,000 euros.", loose)["numbers"].detail == "missing: 35"
+    )
+    assert not check(german, english, FidelitySettings(names=False))["numbers"].passed  # English only

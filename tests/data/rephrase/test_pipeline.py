@@ -5,6 +5,7 @@ chunk boundaries, the autoregressive context, stitching, rejection with reasons,
 the corpus that `openk2 tokenize` reads.
 """
 
+import base64
 import json
 import re
 import shutil
@@ -172,3 +173,20 @@ def test_the_http_back_end_gives_the_same_rephrasings_as_the_in_process_teacher(
     assert summary.cache_misses == lenient_run.summary.cache_misses  # every call went over HTTP
     for name in ("rephrased.jsonl", "rejects.jsonl"):
         assert (tmp_path / "http" / name).read_text() == (lenient_run.output / name).read_text()
+
+
+def test_a_document_the_model_can_never_serve_is_rejected_and_the_run_goes_on(tmp_path, batching_teacher):
+    blob = base64.b64encode(bytes(range(256)) * 40).decode()  # one 13,656-character "word"
+    records = [{"id": "blob", "text": blob}, {"id": "empty", "text": "   "}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    summary = rephrase_corpus(
+        LENIENT, tmp_path / "docs.jsonl", tmp_path / "out", progress=False, rewriter=batching_teacher
+    )
+
+    assert (summary.accepted, summary.rejected) == (0, 2)
+    blob_record, empty_record = read_jsonl(tmp_path / "out/rejects.jsonl")
+    assert blob_record["rejected"]["chunk 0"].startswith("request: ")
+    assert "the model's context is 8192" in blob_record["rejected"]["chunk 0"]
+    assert empty_record["rejected"] == {"document": "the document has no text"}
+    assert (tmp_path / "out/summary.json").exists()

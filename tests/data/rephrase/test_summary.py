@@ -110,6 +110,7 @@ def test_document_checks_count_only_stitched_documents(cache: ReplyCache) -> Non
         "names": (3, 2),
         "length": (3, 2),
         "leak": (3, 3),
+        "judge": (0, 0),  # no record carries a document_judge_score
     }
 
 

@@ -28,6 +28,7 @@ _NEXT_CHARACTER = re.compile(r"(\s*)(\S?)")
 _TRAILING_WORD = re.compile(r"[\w.]+$")
 _DOTTED_ABBREVIATION = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")  # "e.g", "i.e", "U.S" (final period cut)
 _WORD = re.compile(r"\S+")
+_WRITTEN_WITHOUT_SPACES = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 Span = tuple[int, int]
 
@@ -161,13 +162,17 @@ def stitch(rewritten: Sequence[str], chunks: Sequence[Chunk]) -> str:
     """Join rewritten chunks with the source's separators: line breaks kept, other whitespace one space."""
     if len(rewritten) != len(chunks):
         raise ValueError(f"rewritten: expected {len(chunks)} texts, one per chunk, got {len(rewritten)}")
-    return "".join(
-        rewrite.strip() + _rewritten_separator(chunk.separator)
-        for rewrite, chunk in zip(rewritten, chunks, strict=True)
-    )
+    joined = []
+    for position, (rewrite, chunk) in enumerate(zip(rewritten, chunks, strict=True)):
+        joined.append(rewrite.strip())
+        if position < len(chunks) - 1:  # nothing after the last chunk
+            joined.append(_rewritten_separator(chunk.separator, joined[-1]))
+    return "".join(joined)
 
 
-def _rewritten_separator(separator: str) -> str:
+def _rewritten_separator(separator: str, rewrite: str) -> str:
     if "\n" in separator:  # a line or paragraph break is part of the document's layout
         return separator
-    return " " if separator else ""
+    if not separator and rewrite and _WRITTEN_WITHOUT_SPACES.match(rewrite[-1]):
+        return ""  # Chinese or Japanese sentences follow each other without a space
+    return " "  # also between sentences a translation into a spaced language needs one

@@ -40,16 +40,25 @@ class RephraseConfig(BaseModel):
     judge: LLMConfig | None = Field(default=None, description="the judge's model; default: the rewriter")
 
     def output_settings(self) -> dict[str, Any]:
-        """What determines the output's content: a resumed run must match it (concurrency may change)."""
-        return self.model_dump(mode="json", exclude={"concurrency"})
+        """What the output depends on, for a resumed run to match: not concurrency, not how models are reached
+        (the models' names and the prompt library's hash are recorded beside it)."""
+        return self.model_dump(mode="json", exclude={"concurrency", "rewriter", "judge", "prompt_library"})
 
 
 def load_rephrase_config(recipe: Path | None, overrides: dict[str, Any]) -> RephraseConfig:
-    """The recipe's `[rephrase]` table (or the defaults without a recipe) with `overrides` on top."""
+    """The recipe's `[rephrase]` table (or the defaults without a recipe) with command-line `overrides` on top."""
     table: dict[str, Any] = {}
     if recipe is not None:
-        table = dict(read_recipe_toml(recipe).get("rephrase", {}))
-    table.update({key: value for key, value in overrides.items() if value is not None})
+        document = read_recipe_toml(recipe)
+        if "rephrase" not in document:
+            raise ValueError(f"{recipe}: no [rephrase] section")
+        table = document["rephrase"]
+        _validated(table, str(recipe))
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    return _validated({**table, **flags}, "command line") if flags else _validated(table, str(recipe))
+
+
+def _validated(table: dict[str, Any], origin: str) -> RephraseConfig:
     try:
         return RephraseConfig.model_validate(table)
     except ValidationError as error:
@@ -57,4 +66,4 @@ def load_rephrase_config(recipe: Path | None, overrides: dict[str, Any]) -> Reph
             f"[rephrase].{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
             for problem in error.errors()
         )
-        raise ValueError(f"{recipe or 'command line'}: {problems}") from error
+        raise ValueError(f"{origin}: {problems}") from error

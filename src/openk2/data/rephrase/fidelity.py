@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -61,6 +62,8 @@ _DATE = re.compile(
 )
 # a minus counts only when attached and not joining two numbers: "-5" is negative, "10-20" is a range
 _NUMBER = re.compile(r"(?<![\w.])([-−]?)(\d{1,3}(?:,\d{3})+(?!\d)|\d+)(\.\d+)?")
+# any grouping and decimal marks ("3,5" in German is "3.5" in English): only the digits are compared
+_NUMBER_ANY_SEPARATORS = re.compile(r"(?<![\w.,])([-−]?)(\d+(?:[.,]\d+)*)")
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _SENTENCE_BREAK = re.compile(r"[.!?][\"'”’)\]]*\s|\n")
 
@@ -71,6 +74,9 @@ class FidelitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     numbers: bool = Field(default=True, description="every number in the source appears in the rewrite")
+    number_separators: Literal["english", "any"] = Field(
+        default="english", description="'any' compares digits only, for translation across conventions"
+    )
     dates: bool = Field(default=True, description="every date in the source appears in the rewrite")
     names: bool = Field(default=True, description="every capitalised name in the source appears")
     min_length_ratio: float = Field(default=0.5, gt=0, description="rewrite tokens / source tokens, lowest")
@@ -120,7 +126,9 @@ def check_fidelity(
 ) -> list[CheckResult]:
     """One result per check, in CHECK_NAMES order; a disabled check passes with detail "off"."""
     return [
-        _check_numbers(source, rewrite) if settings.numbers else CheckResult("numbers", True, "off"),
+        _check_numbers(source, rewrite, settings.number_separators == "any")
+        if settings.numbers
+        else CheckResult("numbers", True, "off"),
         _check_dates(source, rewrite) if settings.dates else CheckResult("dates", True, "off"),
         _check_names(source, rewrite) if settings.names else CheckResult("names", True, "off"),
         _check_length(source, rewrite, settings, count_tokens),
@@ -128,10 +136,11 @@ def check_fidelity(
     ]
 
 
-def _check_numbers(source: str, rewrite: str) -> CheckResult:
+def _check_numbers(source: str, rewrite: str, any_separators: bool) -> CheckResult:
     spelled = {str(NUMBER_WORDS.index(word)) for word in _plain_words(rewrite) if word in NUMBER_WORDS}
-    kept = set(_numbers(rewrite, skip_dates=False)) | spelled
-    return _missing("numbers", [number for number in _numbers(source, skip_dates=True) if number not in kept])
+    kept = set(_numbers(rewrite, False, any_separators)) | spelled
+    wanted = _numbers(source, True, any_separators)
+    return _missing("numbers", [number for number in wanted if number not in kept])
 
 
 def _check_dates(source: str, rewrite: str) -> CheckResult:
@@ -186,12 +195,16 @@ def _missing(name: str, missing: list[str]) -> CheckResult:
     return CheckResult(name, not missing, f"missing: {', '.join(missing)}" if missing else "")
 
 
-def _numbers(text: str, skip_dates: bool) -> list[str]:
+def _numbers(text: str, skip_dates: bool, any_separators: bool = False) -> list[str]:
     """Normalised numbers in order of first appearance; `skip_dates` leaves dates' digits to the dates check."""
     date_spans = [match.span() for match in _DATE.finditer(text)] if skip_dates else []
     numbers = []
-    for match in _NUMBER.finditer(text):
+    for match in (_NUMBER_ANY_SEPARATORS if any_separators else _NUMBER).finditer(text):
         if any(start <= match.start() < end for start, end in date_spans):
+            continue
+        if any_separators:
+            minus, digits = match.groups()
+            numbers.append(("-" if minus else "") + (re.sub(r"[.,]", "", digits).lstrip("0") or "0"))
             continue
         minus, integer, fraction = match.groups()
         numbers.append(

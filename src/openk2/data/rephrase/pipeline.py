@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from openk2.chat import ChatFormatError
 from openk2.data.corpus import CorpusFile, Document, file_sha256, read_documents
 from openk2.data.rephrase.chunking import Chunk, chunk_document, stitch
 from openk2.data.rephrase.config import RephraseConfig
 from openk2.data.rephrase.fidelity import FidelitySettings, check_fidelity
-from openk2.data.rephrase.judge import JUDGE_SAMPLING, parse_verdict
+from openk2.data.rephrase.judge import JUDGE_SAMPLING, Verdict, parse_verdict
 from openk2.data.rephrase.prompts import (
     JudgePrompts,
     ModePrompts,
@@ -45,7 +47,7 @@ from openk2.data.rephrase.records import (
 )
 from openk2.data.rephrase.summary import RephraseSummary, summarize
 from openk2.data.rephrase.token_counter import TokenCounter
-from openk2.llm import LLM, SamplingParams, chat_request, load_concurrent_llm
+from openk2.llm import LLM, ModelUnavailable, SamplingParams, chat_request, load_concurrent_llm
 
 # A reply longer than the length check's maximum fails anyway, so generation stops a little after it
 # (the margin covers a counting tokenizer other than the model's own).
@@ -54,7 +56,7 @@ REPLY_BUDGET_SLACK_TOKENS = 16
 
 
 class RephraseStopped(RuntimeError):
-    """A model call failed (e.g. the endpoint went away); what was finished is kept for a resume."""
+    """The model became unavailable (e.g. the endpoint went away); what was finished is kept for a resume."""
 
 
 @dataclass(frozen=True)
@@ -148,15 +150,21 @@ class Rephraser:
             return self._reject(record, document, {"document": "the document has no text"})
         rewrites: list[str] = []
         for index in range(len(chunks)):
-            rewrite = await self._rewrite_chunk(
-                record, document, chunks, index, rewrites, style, instructions
-            )
+            try:
+                rewrite = await self._rewrite_chunk(
+                    record, document, chunks, index, rewrites, style, instructions
+                )
+            except ChatFormatError as error:  # a request the model can never serve, e.g. beyond its context
+                return self._reject(record, document, {f"chunk {index}": f"request: {error}"})
             if rewrite is None:
                 last_failure = record["attempts"][-1]["failed"]
-                return self._reject(record, document, {f"chunk {index}": "; ".join(last_failure.values())})
+                reasons = "; ".join(f"{check}: {detail}" for check, detail in last_failure.items())
+                return self._reject(record, document, {f"chunk {index}": reasons})
             rewrites.append(rewrite)
         text = stitch(rewrites, chunks)
         document_failures = self._failed_checks(document.text.strip(), text, instructions)
+        if not document_failures and len(chunks) > 1:  # a one-chunk document was judged as its chunk
+            document_failures |= await self._judge_document(record, document.text.strip(), text)
         record["document_failed"] = document_failures
         if document_failures:
             record["rewrite"] = text
@@ -197,11 +205,8 @@ class Rephraser:
             failed |= self._failed_checks(chunk.text, rewrite, instructions)
             verdict = None
             if not failed:  # the judge is asked only about rewrites that pass the cheap checks
-                judge_messages = self.judge_prompts.messages(chunk.text, rewrite)
-                judge_reply = await self._ask(self.judge, judge_messages, JUDGE_SAMPLING)
-                verdict = parse_verdict(judge_reply["text"])
-                if verdict.score is None or verdict.score < config.judge_threshold:
-                    failed["judge"] = f"score {verdict.score} < {config.judge_threshold}: {verdict.reason}"
+                verdict = await self._judge(chunk.text, rewrite)
+                failed |= self._judge_failure(verdict)
             entry: dict[str, Any] = {"chunk": index, "attempt": attempt, "failed": failed}
             if verdict is not None:
                 entry |= {"judge_score": verdict.score, "judge_reason": verdict.reason}
@@ -211,6 +216,29 @@ class Rephraser:
             if not failed:
                 return rewrite
         return None
+
+    async def _judge_document(self, record: dict[str, Any], source: str, rewrite: str) -> dict[str, str]:
+        """The judge on the stitched document: a chunk-by-chunk pass can still drift as a whole."""
+        try:
+            verdict = await self._judge(source, rewrite)
+        except ChatFormatError as error:  # longer than the judge's context: the chunk verdicts stand
+            record["document_judge_reason"] = f"not asked: {error}"
+            return {}
+        record["document_judge_score"] = verdict.score
+        record["document_judge_reason"] = verdict.reason
+        return self._judge_failure(verdict)
+
+    async def _judge(self, source: str, rewrite: str) -> Verdict:
+        reply = await self._ask(self.judge, self.judge_prompts.messages(source, rewrite), JUDGE_SAMPLING)
+        verdict = parse_verdict(reply["text"])
+        if verdict.score is None and reply["finish_reason"] == "length":
+            return Verdict(None, f"the judge's reply was cut at {JUDGE_SAMPLING.max_tokens} tokens")
+        return verdict
+
+    def _judge_failure(self, verdict: Verdict) -> dict[str, str]:
+        if verdict.score is not None and verdict.score >= self.config.judge_threshold:
+            return {}
+        return {"judge": f"score {verdict.score} < {self.config.judge_threshold}: {verdict.reason}"}
 
     def _failed_checks(self, source: str, rewrite: str, instructions: list[str]) -> dict[str, str]:
         results = check_fidelity(source, rewrite, self.checks, instructions, self.count_tokens)
@@ -252,8 +280,8 @@ def rephrase_corpus(
         raise ValueError(f"--input: {input_path} is not a file")
     documents = read_documents(CorpusFile(path=input_path, name=input_path.name))
     sources = [document.source for document in documents]
-    if len(set(sources)) != len(sources):
-        repeated = sorted({source for source in sources if sources.count(source) > 1})
+    repeated = sorted(source for source, count in Counter(sources).items() if count > 1)
+    if repeated:
         raise ValueError(f"{input_path}: document ids repeat: {repeated[:5]}")
     prompts = RunPrompts.load(config)
     count_tokens = TokenCounter.load(config.tokenizer)
@@ -272,6 +300,7 @@ def rephrase_corpus(
             {
                 "input": {"name": input_path.name, "sha256": file_sha256(input_path)},
                 "prompt_library_sha256": library_digest(config.prompt_library, config.mode),
+                "tokenizer_sha256": count_tokens.digest(),
                 "rewriter": rewriter.model_name,
                 "judge": judge.model_name,
                 "settings": config.output_settings(),
@@ -292,7 +321,7 @@ def rephrase_corpus(
             asyncio.run(
                 _rephrase_all(rephraser, todo, accepted_log, rejects_log, progress, len(done), len(items))
             )
-        except* Exception as failures:
+        except* ModelUnavailable as failures:
             finished = len(accepted_log.records) + len(rejects_log.records)
             raise RephraseStopped(
                 f"rephrasing stopped: {failures.exceptions[0]!r}; the {finished} finished documents are kept "

@@ -55,7 +55,7 @@ def summarize(
     cache: ReplyCache,
 ) -> RephraseSummary:
     chunk_checks = {name: CheckTally() for name in CHUNK_CHECKS}
-    document_checks = {name: CheckTally() for name in CHECK_NAMES}
+    document_checks = {name: CheckTally() for name in (*CHECK_NAMES, "judge")}
     judge_scores: Counter[int] = Counter()
     for record in accepted + rejected:
         for attempt in record["attempts"]:
@@ -69,6 +69,8 @@ def summarize(
                 judge_scores[attempt["judge_score"]] += 1
         if "document_failed" in record:
             for name, tally in document_checks.items():
+                if name == "judge" and "document_judge_score" not in record:
+                    continue  # one-chunk documents, and documents the cheap checks already rejected
                 tally.evaluated += 1
                 tally.passed += name not in record["document_failed"]
     return RephraseSummary(

@@ -4,11 +4,14 @@ The rewrite model's own tokenizer is not reachable through an endpoint, so the r
 "teacher" (the embedded SmolLM2's BPE) or any tokenizer.json, e.g. the one `openk2 tokenize` trained.
 """
 
+import hashlib
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from openk2.data.rephrase.config import TEACHER_TOKENIZER
+
+MAX_WORD_CHARS = 32  # a longer run without whitespace is not one word
 
 
 class TokenCounter:
@@ -28,6 +31,10 @@ class TokenCounter:
         except Exception as error:  # tokenizers raises a bare Exception for a missing or bad file
             raise ValueError(f"[rephrase].tokenizer: cannot load {path} ({error})") from error
 
+    def digest(self) -> str:
+        """A hash of the tokenizer: the same text must chunk the same way when a run resumes."""
+        return hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest()
+
     def __call__(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
@@ -40,5 +47,7 @@ class TokenCounter:
             return ""
         start = encoding.offsets[len(encoding.ids) - budget][0]
         if start > 0 and not text[start - 1].isspace():  # the cut fell inside a word: drop its piece
-            start = next((i for i in range(start, len(text)) if text[i].isspace()), len(text))
+            # no space nearby (Chinese, a long URL): the token cut stands
+            window = range(start, min(len(text), start + MAX_WORD_CHARS))
+            start = next((i for i in window if text[i].isspace()), start)
         return text[start:].lstrip()

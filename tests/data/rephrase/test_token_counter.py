@@ -1,0 +1,30 @@
+"""Token counts and context tails with the teacher's BPE (the default rephrasing tokenizer)."""
+
+import pytest
+
+from openk2.data.rephrase.token_counter import TokenCounter
+
+
+@pytest.fixture(scope="module")
+def count_tokens() -> TokenCounter:
+    return TokenCounter.load("teacher")
+
+
+def test_the_tail_fits_the_budget_and_starts_at_a_word(count_tokens):
+    text = "The Amazon River flows for about 6,400 kilometres from the Andes to the Atlantic Ocean."
+    tail = count_tokens.tail(text, 8)
+    assert text.endswith(tail) and 0 < count_tokens(tail) <= 8
+    assert text[len(text) - len(tail) - 1] == " "  # the cut is at a space, not inside a word
+    assert count_tokens.tail(text, 1000) == text and count_tokens.tail(text, 0) == ""
+
+
+def test_text_without_spaces_keeps_a_tail(count_tokens):
+    chinese = "长城是古代中国修建的防御工程。" * 20
+    tail = count_tokens.tail(chinese, 16)
+    assert chinese.endswith(tail) and 0 < count_tokens(tail) <= 16
+
+
+def test_an_unloadable_tokenizer_names_the_field(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"\[rephrase\]\.tokenizer: cannot load .*tokenizer\.json"):
+        TokenCounter.load(str(tmp_path / "tokenizer.json"))
