@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from openk2.chat import ChatFormatError
-from openk2.llm import LLMConfig, SamplingParams, chat_request, load_llm
+from openk2.llm import LLMConfig, ModelUnavailable, SamplingParams, chat_request, load_llm
 from openk2.llm.openai_endpoint import OpenAIEndpoint
 from tests.llm.checkpoints import ANSWER, ARGUMENTS
 
@@ -71,13 +71,15 @@ def test_unreachable_endpoint_fails_after_its_retries():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     unreachable = OpenAIEndpoint(f"http://127.0.0.1:{port}/v1", "any", timeout_s=2, max_retries=1)
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(ModelUnavailable, match=rf"^http://127.0.0.1:{port}/v1: Connection error") as raised:
         unreachable.chat(QUESTION)
+    assert isinstance(raised.value.__cause__, openai.APIConnectionError)
 
 
 def test_slow_endpoint_times_out(untrained):
     slow = OpenAIEndpoint(
         untrained.server.base_url, untrained.engine.model_name, timeout_s=0.05, max_retries=0
     )
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises(ModelUnavailable, match="timed out") as raised:
         slow.chat(QUESTION, sampling=SamplingParams(temperature=0, max_tokens=400))
+    assert isinstance(raised.value.__cause__, openai.APITimeoutError)

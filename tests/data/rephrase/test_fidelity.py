@@ -199,7 +199,7 @@ def test_disabled_checks_report_off() -> None:
 @pytest.mark.parametrize("rewrite", ["", "  \n\t "])
 def test_empty_rewrite_fails_every_check_that_can_fail(rewrite: str) -> None:
     results = check(SOURCE, rewrite)
-    assert [results[name].passed for name in CHECK_NAMES] == [False, False, False, False, True]
+    assert [results[name].passed for name in CHECK_NAMES] == [False, False, False, False, True, True]
     assert results["length"].detail == "ratio 0.00 outside [0.5, 2.0]"
     assert results["dates"].detail == "missing: 31 March 1889"
 
@@ -241,3 +241,20 @@ def test_translation_compares_digits_across_separator_conventions() -> None:
         check(german, "It weighs 3.6 tonnes and costs 1,000 euros.", loose)["numbers"].detail == "missing: 35"
     )
     assert not check(german, english, FidelitySettings(names=False))["numbers"].passed  # English only
+
+
+def test_a_rewrite_that_repeats_its_source_verbatim_fails_the_copy_check() -> None:
+    source = "The tower was completed in 1889 for the fair and was repainted every seven years since then."
+    restyled = "Finished in 1889 for the fair, the tower has since been given fresh paint every seven years."
+    strict = FidelitySettings(names=False, max_copied_fraction=0.8)
+    assert check(source, source, strict)["copy"] == CheckResult(
+        "copy", False, "100% of 8-word runs copied from the source (at most 80%)"
+    )
+    assert check(source, restyled, strict)["copy"] == CheckResult("copy", True, "")
+    # 17 words, 10 runs of 8; the first 4 runs are the source's opening: 40%
+    half_copied = "The tower was completed in 1889 for the fair and was then painted again every seven years."
+    assert check(source, half_copied, FidelitySettings(max_copied_fraction=0.3))["copy"].detail == (
+        "40% of 8-word runs copied from the source (at most 30%)"
+    )
+    assert check(source, half_copied, FidelitySettings(max_copied_fraction=0.4))["copy"].passed
+    assert check(source, "Done in 1889.", strict)["copy"].passed  # too short to hold an 8-word run

@@ -31,7 +31,7 @@ LENIENT = RephraseConfig(
     chunk_tokens=48,
     judge_threshold=1,
     concurrency=1,
-    checks={"names": False, "min_length_ratio": 0.3, "max_length_ratio": 3.0},
+    checks={"names": False, "min_length_ratio": 0.3, "max_length_ratio": 3.0, "max_copied_fraction": 1.0},
 )
 
 

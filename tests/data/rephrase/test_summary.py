@@ -98,6 +98,7 @@ def test_chunk_checks_count_every_attempt_and_judge_only_judged_ones(cache: Repl
         "names": (9, 9),
         "length": (9, 8),
         "leak": (9, 9),
+        "copy": (9, 9),
         "judge": (7, 5),
     }
 
@@ -110,6 +111,7 @@ def test_document_checks_count_only_stitched_documents(cache: ReplyCache) -> Non
         "names": (3, 2),
         "length": (3, 2),
         "leak": (3, 3),
+        "copy": (3, 3),
         "judge": (0, 0),  # no record carries a document_judge_score
     }
 

@@ -14,8 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CHECK_NAMES = ("numbers", "dates", "names", "length", "leak")
+CHECK_NAMES = ("numbers", "dates", "names", "length", "leak", "copy")
 LEAK_NGRAM_WORDS = 6  # six words in a row shared with the prompt are a copy, not a coincidence of phrasing
+COPY_NGRAM_WORDS = 8  # a rephrasing may keep names and short phrases, but not long runs of the source
 
 Date = tuple[int | None, int | None, int | None]  # (year, month, day); a field the text does not give is None
 
@@ -81,6 +82,12 @@ class FidelitySettings(BaseModel):
     names: bool = Field(default=True, description="every capitalised name in the source appears")
     min_length_ratio: float = Field(default=0.5, gt=0, description="rewrite tokens / source tokens, lowest")
     max_length_ratio: float = Field(default=2.0, gt=0, description="rewrite tokens / source tokens, highest")
+    max_copied_fraction: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="share of the rewrite's 8-word runs found verbatim in the source, highest (1: any copy)",
+    )
     leak_markers: tuple[str, ...] = Field(
         default=(), description="phrases that betray the prompt (case-insensitive) unless the source has them"
     )
@@ -133,6 +140,7 @@ def check_fidelity(
         _check_names(source, rewrite) if settings.names else CheckResult("names", True, "off"),
         _check_length(source, rewrite, settings, count_tokens),
         _check_leak(source, rewrite, instructions, settings.leak_markers),
+        _check_copy(source, rewrite, settings.max_copied_fraction),
     ]
 
 
@@ -170,6 +178,22 @@ def _check_leak(
 ) -> CheckResult:
     leaked = _copied_instruction(source, rewrite, instructions) or _leaked_marker(source, rewrite, markers)
     return CheckResult("leak", leaked is None, "" if leaked is None else f"leaked: {leaked!r}")
+
+
+def _check_copy(source: str, rewrite: str, max_copied_fraction: float) -> CheckResult:
+    """K2 rephrases to avoid repeating text: a rewrite that mostly repeats its source adds no variety."""
+    rewrite_ngrams = _ngrams(rewrite, COPY_NGRAM_WORDS)
+    if not rewrite_ngrams:
+        return CheckResult("copy", True, "")
+    source_ngrams = set(_ngrams(source, COPY_NGRAM_WORDS))
+    copied = sum(ngram in source_ngrams for ngram in rewrite_ngrams) / len(rewrite_ngrams)
+    if copied <= max_copied_fraction:
+        return CheckResult("copy", True, "")
+    return CheckResult(
+        "copy",
+        False,
+        f"{copied:.0%} of 8-word runs copied from the source (at most {max_copied_fraction:.0%})",
+    )
 
 
 def _copied_instruction(source: str, rewrite: str, instructions: Sequence[str]) -> str | None:
@@ -282,6 +306,6 @@ def _plain_words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def _ngrams(text: str) -> list[tuple[str, ...]]:
+def _ngrams(text: str, size: int = LEAK_NGRAM_WORDS) -> list[tuple[str, ...]]:
     words = _plain_words(text)
-    return [tuple(words[i : i + LEAK_NGRAM_WORDS]) for i in range(len(words) - LEAK_NGRAM_WORDS + 1)]
+    return [tuple(words[i : i + size]) for i in range(len(words) - size + 1)]
