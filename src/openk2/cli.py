@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from openk2.data.rephrase.prompts import MODES
 from openk2.serve.cli import add_chat_arguments, add_serve_arguments
 
 console = Console()
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", type=Path, required=True, help="a .jsonl (field 'text', optional 'id') or .txt"
     )
     rep.add_argument("--output", type=Path, required=True, help="the run directory; a rerun resumes it")
-    rep.add_argument("--mode", choices=["knowledge", "math-notes", "translate"])
+    rep.add_argument("--mode", choices=MODES)
     rep.add_argument("--to", metavar="LANG", help="translate into LANG (implies --mode translate)")
     rep.add_argument("--variants", type=int, help="rephrasings per document, each in another style")
     rep.add_argument("--concurrency", type=int, help="documents in flight at once")

@@ -67,7 +67,7 @@ def test_a_repeated_corpus_entry_names_both_indices(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "repeat.toml: [data].corpus: Value error, data.corpus[2]: 'raw' repeats data.corpus[0]"
+            "repeat.toml: [data].corpus: data.corpus[2]: 'raw' repeats data.corpus[0]"
         ),
     ):
         load_data_config(recipe)

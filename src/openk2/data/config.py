@@ -75,8 +75,25 @@ def load_data_config(recipe: Path) -> DataConfig:
     try:
         return DataConfig.model_validate(document["data"])
     except ValidationError as error:
-        problems = "; ".join(
-            f"[data].{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ValueError(f"{recipe}: {problems}") from error
+        raise ValueError(f"{recipe}: {describe_errors(error, within='data')}") from error
+
+
+def describe_errors(error: ValidationError, within: str | None = None) -> str:
+    """One `where: message` per problem, `; `-joined. `within=None`: the first location part is the recipe
+    section (`[optim].lr`); `within="data"`: every location lies in that section (`[data].vocab_size`);
+    `within=""`: a plain dotted path (`mode`)."""
+    problems = []
+    for problem in error.errors():
+        message = problem["msg"].removeprefix("Value error, ")
+        parts = [str(part) for part in problem["loc"]]
+        if within:
+            parts = [within, *parts]
+        if not parts:
+            problems.append(message)
+            continue
+        if within == "":
+            where = ".".join(parts)
+        else:
+            where = f"[{parts[0]}]" + "".join(f".{part}" for part in parts[1:])
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from openk2.data import DataConfig
-from openk2.data.config import read_recipe_toml
+from openk2.data.config import describe_errors, read_recipe_toml
 from openk2.model import PRESETS, K2Config
 from openk2.optim import WSDSchedule
 
@@ -76,7 +76,7 @@ class ModelSection(_Section):
         try:
             K2Config(**{**PRESETS[self.preset], **self.overrides})
         except ValidationError as error:
-            raise ValueError(f"overrides: {describe_errors(error, sectioned=False)}") from None
+            raise ValueError(f"overrides: {describe_errors(error, within='')}") from None
         return self
 
 
@@ -220,17 +220,3 @@ def load_recipe(path: Path) -> Recipe:
         return Recipe.model_validate(document)
     except ValidationError as error:
         raise ValueError(f"{path}: {describe_errors(error)}") from None
-
-
-def describe_errors(error: ValidationError, sectioned: bool = True) -> str:
-    """`[section].field: message` per problem (`field: message` when not `sectioned`)."""
-    problems = []
-    for problem in error.errors():
-        message = problem["msg"].removeprefix("Value error, ")
-        parts = [str(part) for part in problem["loc"]]
-        if not parts:
-            problems.append(message)
-            continue
-        where = f"[{parts[0]}]" + "".join(f".{part}" for part in parts[1:]) if sectioned else ".".join(parts)
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from openk2.data.config import read_recipe_toml
+from openk2.data.config import describe_errors, read_recipe_toml
 from openk2.data.rephrase.prompts import BUILTIN_LIBRARY, Mode
 from openk2.llm import LLMConfig
 
@@ -62,8 +62,4 @@ def _validated(table: dict[str, Any], origin: str) -> RephraseConfig:
     try:
         return RephraseConfig.model_validate(table)
     except ValidationError as error:
-        problems = "; ".join(
-            f"[rephrase].{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ValueError(f"{origin}: {problems}") from error
+        raise ValueError(f"{origin}: {describe_errors(error, within='rephrase')}") from error

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openk2.chat import ChatFormatError
+from openk2.data.config import describe_errors
 from openk2.data.corpus import CorpusFile, Document, file_sha256, read_documents
 from openk2.data.rephrase.chunking import Chunk, chunk_document, stitch
 from openk2.data.rephrase.config import RephraseConfig
@@ -92,7 +93,7 @@ class RunPrompts:
         try:
             checks = FidelitySettings.model_validate({**rewrite.checks.model_dump(), **config.checks})
         except ValidationError as error:
-            raise ValueError(f"[rephrase].checks: {error}") from error
+            raise ValueError(describe_errors(error, within="rephrase.checks")) from error
         if config.variants > len(rewrite.styles):
             raise ValueError(
                 f"[rephrase].variants: {config.variants} variants need as many styles, but the "

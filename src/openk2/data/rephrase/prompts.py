@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from openk2.data.config import describe_errors
 from openk2.data.rephrase.fidelity import FidelitySettings
 
 Mode = Literal["knowledge", "math-notes", "translate"]
@@ -140,11 +141,7 @@ def _load(path: Path, model: type[PromptFile]) -> PromptFile:
     try:
         return model.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ValueError(f"{path}: {problems}") from error
+        raise ValueError(f"{path}: {describe_errors(error, within='')}") from error
 
 
 def _check_placeholders(path: Path, field: str, template: str, allowed: set[str]) -> None:

@@ -3,7 +3,7 @@
 from collections import Counter
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 from rich.console import Console
 from rich.table import Table
 
@@ -18,6 +18,7 @@ class CheckTally(BaseModel):
     evaluated: int = 0
     passed: int = 0
 
+    @computed_field
     @property
     def rate(self) -> float:
         return self.passed / self.evaluated if self.evaluated else float("nan")
@@ -37,10 +38,12 @@ class RephraseSummary(BaseModel):
     cache_hits: int
     cache_misses: int
 
+    @computed_field
     @property
     def acceptance_rate(self) -> float:
         return self.accepted / self.items if self.items else float("nan")
 
+    @computed_field
     @property
     def documents_per_minute(self) -> float:
         return 60 * self.processed_this_run / self.elapsed_s if self.elapsed_s else float("nan")
