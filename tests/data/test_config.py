@@ -66,8 +66,6 @@ def test_a_repeated_corpus_entry_names_both_indices(tmp_path: Path) -> None:
     recipe.write_text('[data]\ncorpus = ["raw", "rephrased.jsonl", "raw"]\n')
     with pytest.raises(
         ValueError,
-        match=re.escape(
-            "repeat.toml: [data].corpus: data.corpus[2]: 'raw' repeats data.corpus[0]"
-        ),
+        match=re.escape("repeat.toml: [data].corpus: data.corpus[2]: 'raw' repeats data.corpus[0]"),
     ):
         load_data_config(recipe)
