@@ -387,3 +387,20 @@ def test_library_digest_follows_the_files_a_run_reads(tmp_path: Path) -> None:
     with (copy / JUDGE_FILE).open("a", encoding="utf-8") as file:
         file.write("# edited\n")
     assert library_digest(copy, "knowledge") not in (original, edited_mode)
+
+
+def test_a_mode_judge_note_extends_the_rubric_and_may_only_name_the_language(tmp_path: Path) -> None:
+    judge = load_judge_prompts(BUILTIN_LIBRARY)
+    note = load_mode_prompts(BUILTIN_LIBRARY, "translate").judge_note.format(language="French")
+    system = judge.messages("Bonjour.", "Hello.", note)[0]["content"]
+    assert system.startswith(judge.system) and system.endswith(
+        "a translation of the SOURCE into French: "
+        "judge whether it says the same thing, not "
+        "whether the words match."
+    )
+    assert judge.messages("a", "b")[0]["content"] == judge.system  # knowledge adds nothing
+    assert "worked steps" in load_mode_prompts(BUILTIN_LIBRARY, "math-notes").judge_note
+    message = load_error(
+        tmp_path, MODE_TOML.replace('user = "Rewrite', 'judge_note = "{chunk}"\nuser = "Rewrite')
+    )
+    assert "judge_note: unknown placeholder 'chunk'" in message

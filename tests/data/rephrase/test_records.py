@@ -239,3 +239,14 @@ def test_added_and_removed_fields_are_named(tmp_path: Path) -> None:
     removed = {key: value for key, value in MANIFEST.items() if key != "rewriter"}
     with pytest.raises(ValueError, match=r"\(rewriter\)"):
         check_run_manifest(tmp_path, removed)
+
+
+def test_a_partial_check_compares_only_the_given_fields_and_writes_nothing(tmp_path: Path) -> None:
+    without_models = {key: value for key, value in MANIFEST.items() if key != "rewriter"}
+    check_run_manifest(tmp_path, without_models, partial=True)
+    assert not (tmp_path / RUN_MANIFEST_FILE).exists()
+    check_run_manifest(tmp_path, MANIFEST)
+    check_run_manifest(tmp_path, without_models, partial=True)  # the missing model name is not a change
+    changed = {**without_models, "settings": {**MANIFEST["settings"], "variants": 9}}
+    with pytest.raises(ValueError, match=r"\(settings\.variants\)"):
+        check_run_manifest(tmp_path, changed, partial=True)

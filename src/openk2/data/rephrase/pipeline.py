@@ -230,7 +230,9 @@ class Rephraser:
         return self._judge_failure(verdict)
 
     async def _judge(self, source: str, rewrite: str) -> Verdict:
-        reply = await self._ask(self.judge, self.judge_prompts.messages(source, rewrite), JUDGE_SAMPLING)
+        note = self.prompts.judge_note.format(language=self.config.language)
+        messages = self.judge_prompts.messages(source, rewrite, note)
+        reply = await self._ask(self.judge, messages, JUDGE_SAMPLING)
         verdict = parse_verdict(reply["text"])
         if verdict.score is None and reply["finish_reason"] == "length":
             return Verdict(None, f"the judge's reply was cut at {JUDGE_SAMPLING.max_tokens} tokens")
@@ -286,6 +288,13 @@ def rephrase_corpus(
         raise ValueError(f"{input_path}: document ids repeat: {repeated[:5]}")
     prompts = RunPrompts.load(config)
     count_tokens = TokenCounter.load(config.tokenizer)
+    manifest = {
+        "input": {"name": input_path.name, "sha256": file_sha256(input_path)},
+        "prompt_library_sha256": library_digest(config.prompt_library, config.mode),
+        "tokenizer_sha256": count_tokens.digest(),
+        "settings": config.output_settings(),
+    }
+    check_run_manifest(output_dir, manifest, partial=True)  # a refused resume loads no model
     loaded: list[LLM] = []  # the models this call loads, and so closes
     if rewriter is None:
         rewriter = load_concurrent_llm(config.rewriter, config.concurrency)
@@ -297,15 +306,7 @@ def rephrase_corpus(
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         check_run_manifest(
-            output_dir,
-            {
-                "input": {"name": input_path.name, "sha256": file_sha256(input_path)},
-                "prompt_library_sha256": library_digest(config.prompt_library, config.mode),
-                "tokenizer_sha256": count_tokens.digest(),
-                "rewriter": rewriter.model_name,
-                "judge": judge.model_name,
-                "settings": config.output_settings(),
-            },
+            output_dir, {**manifest, "rewriter": rewriter.model_name, "judge": judge.model_name}
         )
         cache = ReplyCache(output_dir / CACHE_FILE)
         rephraser = Rephraser(config, prompts, rewriter, judge, count_tokens, cache)

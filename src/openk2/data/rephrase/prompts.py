@@ -42,6 +42,7 @@ class ModePrompts(BaseModel):
     system: str  # the task and the style
     context: str  # appended to the system prompt for every chunk after the first
     user: str  # the chunk to rewrite
+    judge_note: str = ""  # what the judge must know about this mode, added to its rubric
     checks: FidelitySettings = FidelitySettings()
     styles: tuple[Style, ...] = Field(min_length=1)
 
@@ -97,8 +98,9 @@ class JudgePrompts(BaseModel):
     user: str
     examples: tuple[JudgeExample, ...] = ()
 
-    def messages(self, source: str, rewrite: str) -> list[dict[str, str]]:
-        conversation = [{"role": "system", "content": self.system.format()}]
+    def messages(self, source: str, rewrite: str, note: str = "") -> list[dict[str, str]]:
+        system = self.system.format() + (f"\n\n{note}" if note else "")
+        conversation = [{"role": "system", "content": system}]
         for example in self.examples:
             conversation.append(
                 {"role": "user", "content": self.user.format(source=example.source, rewrite=example.rewrite)}
@@ -113,6 +115,7 @@ def load_mode_prompts(library: Path, mode: Mode) -> ModePrompts:
     prompts = _load(path, ModePrompts)
     for field in ("system", "context", "user"):
         _check_placeholders(path, field, getattr(prompts, field), REWRITE_PLACEHOLDERS)
+    _check_placeholders(path, "judge_note", prompts.judge_note, {"language"})
     return prompts
 
 

@@ -94,13 +94,19 @@ def write_atomically(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def check_run_manifest(output_dir: Path, manifest: dict[str, Any]) -> None:
-    """Record what the output depends on, or refuse to resume a run whose inputs or settings differ."""
+def check_run_manifest(output_dir: Path, manifest: dict[str, Any], partial: bool = False) -> None:
+    """Record what the output depends on, or refuse to resume a run whose inputs or settings differ.
+
+    `partial`: compare only the top-level fields `manifest` has (before the models are loaded) and write nothing.
+    """
     path = output_dir / RUN_MANIFEST_FILE
     if not path.exists():
-        write_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        if not partial:
+            write_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return
     recorded = json.loads(path.read_text(encoding="utf-8"))
+    if partial:
+        recorded = {field: recorded.get(field) for field in manifest}
     changed = _changed_fields(recorded, manifest)
     if changed:
         raise ValueError(
