@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from serve import start_server, wait_until_healthy
+from serve import served
 
 from openk2.data.rephrase import RephraseConfig, rephrase_corpus
 from openk2.llm import LLMConfig
@@ -34,11 +34,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
 
-    base = f"http://127.0.0.1:{args.port}"
-    server = start_server(["--teacher"], args.port, args.max_batch_size, args.threads)
-    try:
-        model = wait_until_healthy(base, server)
-        endpoint = LLMConfig(backend="endpoint", base_url=f"{base}/v1", timeout_s=600)
+    with served(["--teacher"], args.port, args.max_batch_size, args.threads) as (base_url, model):
+        endpoint = LLMConfig(backend="endpoint", base_url=base_url, timeout_s=600)
         table = Table(
             title=f"openk2 rephrase -> openk2 serve --teacher ({model}), {args.input.name} x "
             f"{args.variants} variants, server batch {args.max_batch_size}, {args.threads} thread(s), "
@@ -63,9 +60,6 @@ def main() -> None:
                 f"{rate / baseline:.2f}x",
             )
         Console().print(table)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -44,8 +46,12 @@ def random_tiny_checkpoint(directory: Path) -> Path:
     return directory
 
 
-def start_server(model: list[str], port: int, max_batch_size: int, threads: int) -> subprocess.Popen[bytes]:
-    """`openk2 serve` in its own process; `model` is ["--checkpoint", DIR] or ["--teacher"]."""
+@contextmanager
+def served(model: list[str], port: int, max_batch_size: int, threads: int) -> Iterator[tuple[str, str]]:
+    """`openk2 serve` in its own process until the block ends; yields (base URL, served model name).
+
+    `model` is ["--checkpoint", DIR] or ["--teacher"].
+    """
     launch = (
         "import argparse, sys; from openk2.serve.cli import add_serve_arguments; "
         "parser = argparse.ArgumentParser(); add_serve_arguments(parser); "
@@ -56,7 +62,13 @@ def start_server(model: list[str], port: int, max_batch_size: int, threads: int)
         "--max-batch-size", str(max_batch_size), "--max-pending", "256", "--threads", str(threads),
     ]  # fmt: skip
     environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        yield f"{base}/v1", wait_until_healthy(base, server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def wait_until_healthy(base: str, server: subprocess.Popen[bytes], timeout_s: float = 120.0) -> str:
@@ -120,11 +132,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as temporary:
         checkpoint = args.checkpoint or random_tiny_checkpoint(Path(temporary) / "tiny-random")
-        base = f"http://127.0.0.1:{args.port}"
-        server = start_server(["--checkpoint", str(checkpoint)], args.port, args.max_batch_size, args.threads)
-        try:
-            model = wait_until_healthy(base, server)
-            asyncio.run(load(f"{base}/v1", model, 1, 2, args.max_tokens))  # warm-up
+        model_arguments = ["--checkpoint", str(checkpoint)]
+        with served(model_arguments, args.port, args.max_batch_size, args.threads) as (base_url, model):
+            asyncio.run(load(base_url, model, 1, 2, args.max_tokens))  # warm-up
             table = Table(
                 title=f"openk2 serve: {model}, max_tokens {args.max_tokens}, max batch {args.max_batch_size}, "
                 f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f} at start, "
@@ -135,7 +145,7 @@ def main() -> None:
             for clients in args.concurrency:
                 per_client = args.requests_per_client or max(4, 64 // clients)
                 runs = [
-                    asyncio.run(load(f"{base}/v1", model, clients, per_client, args.max_tokens))
+                    asyncio.run(load(base_url, model, clients, per_client, args.max_tokens))
                     for _ in range(args.repeats)
                 ]
                 result = sorted(runs, key=lambda run: run["requests_per_s"])[len(runs) // 2]
@@ -149,9 +159,6 @@ def main() -> None:
                     f"{result['p99_ms']:.0f}",
                 )
             Console().print(table)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":
