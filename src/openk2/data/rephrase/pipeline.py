@@ -320,9 +320,7 @@ def rephrase_corpus(
         started = time.perf_counter()
         todo = [item for item in items if item.id not in done]
         try:
-            asyncio.run(
-                _rephrase_all(rephraser, todo, accepted_log, rejects_log, progress, len(done), len(items))
-            )
+            asyncio.run(_rephrase_all(rephraser, todo, accepted_log, rejects_log, progress, len(items)))
         except* ModelUnavailable as failures:
             finished = len(accepted_log.records) + len(rejects_log.records)
             raise RephraseStopped(
@@ -354,7 +352,6 @@ async def _rephrase_all(
     accepted_log: JsonlLog,
     rejects_log: JsonlLog,
     progress: bool,
-    already_done: int,
     total: int,
 ) -> None:
     limit = asyncio.Semaphore(rephraser.config.concurrency)
@@ -377,7 +374,7 @@ async def _rephrase_all(
         bars.update(task_id, advance=1, **counts)
 
     with bars:
-        task_id = bars.add_task("rephrasing", total=total, completed=already_done, **counts)
+        task_id = bars.add_task("rephrasing", total=total, completed=sum(counts.values()), **counts)
         async with asyncio.TaskGroup() as group:
             for item in items:
                 group.create_task(one(item, task_id))

@@ -9,7 +9,7 @@ import hashlib
 import string
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -17,7 +17,7 @@ from openk2.data.config import describe_errors
 from openk2.data.rephrase.fidelity import FidelitySettings
 
 Mode = Literal["knowledge", "math-notes", "translate"]
-MODES: tuple[Mode, ...] = ("knowledge", "math-notes", "translate")
+MODES: tuple[Mode, ...] = get_args(Mode)
 BUILTIN_LIBRARY = Path(__file__).parent / "prompts"
 JUDGE_FILE = "judge.toml"
 REWRITE_PLACEHOLDERS = {"style", "chunk", "source_context", "rewrite_so_far", "language"}
