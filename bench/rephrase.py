@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from serve import served
 
-from openk2.data.rephrase import RephraseConfig, rephrase_corpus
 from openk2.llm import LLMConfig
+from openk2.rephrase import RephraseConfig, rephrase_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 

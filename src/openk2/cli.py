@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from openk2.data.rephrase.prompts import MODES
+from openk2.rephrase.prompts import MODES
 from openk2.serve.cli import add_chat_arguments, add_serve_arguments
 
 console = Console()
@@ -75,7 +75,7 @@ def pretrain(args: argparse.Namespace) -> None:
 
 def rephrase(args: argparse.Namespace) -> None:
     """Chunk-wise autoregressive rephrasing with fidelity checks (the recipe's [rephrase] section + flags)."""
-    from openk2.data.rephrase import RephraseStopped, load_rephrase_config, print_summary, rephrase_corpus
+    from openk2.rephrase import RephraseStopped, load_rephrase_config, print_summary, rephrase_corpus
 
     if args.to is not None and args.mode not in (None, "translate"):
         raise ValueError(f"--to: the target language applies to --mode translate, not {args.mode}")

@@ -20,7 +20,7 @@ from openk2.data.shards import (
     verify_shards_dir,
 )
 from openk2.data.tokenize_corpus import tokenize_corpus
-from openk2.data.tokenizer import load_tokenizer
+from openk2.tokenizer.bpe import load_tokenizer
 from tests.data.small_corpus import small_config
 
 

@@ -1,11 +1,11 @@
 """The special tokens of K2's chat format, by the names of the released tokenizer (spec §10.1).
 
 Code refers to tokens by name so that it works with any tokenizer that has them; the ids of our
-own small tokenizers live beside the names in `openk2.data.special_tokens`, the one table. The report's App. B writes some of them differently
+own small tokenizers live beside the names in `openk2.tokenizer.special_tokens`, the one table. The report's App. B writes some of them differently
 (`<|im_begin|>`, `<|tool_arguments_begin|>`); the released names are the ones the model saw.
 """
 
-from openk2.data.special_tokens import (
+from openk2.tokenizer.special_tokens import (
     IM_ASSISTANT,
     IM_END,
     IM_MIDDLE,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from openk2.data.special_tokens import NUM_RESERVED_TOKENS
+from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.tokenizer.special_tokens import NUM_RESERVED_TOKENS
 
 
 class ShardSettings(BaseModel):
@@ -58,15 +58,6 @@ class DataConfig(ShardSettings):
         return ShardSettings(**self.model_dump(include=set(ShardSettings.model_fields)))
 
 
-def read_recipe_toml(recipe: Path) -> dict:
-    """A recipe file's TOML document; an unreadable file or bad TOML is an error naming the file."""
-    try:
-        with recipe.open("rb") as file:
-            return tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"{recipe}: cannot read recipe ({error})") from error
-
-
 def load_data_config(recipe: Path) -> DataConfig:
     """Read the `[data]` table of a TOML recipe; errors name the file and the field."""
     document = read_recipe_toml(recipe)
@@ -76,24 +67,3 @@ def load_data_config(recipe: Path) -> DataConfig:
         return DataConfig.model_validate(document["data"])
     except ValidationError as error:
         raise ValueError(f"{recipe}: {describe_errors(error, within='data')}") from error
-
-
-def describe_errors(error: ValidationError, within: str | None = None) -> str:
-    """One `where: message` per problem, `; `-joined. `within=None`: the first location part is the recipe
-    section (`[optim].lr`); `within="data"`: every location lies in that section (`[data].vocab_size`);
-    `within=""`: a plain dotted path (`mode`)."""
-    problems = []
-    for problem in error.errors():
-        message = problem["msg"].removeprefix("Value error, ")
-        parts = [str(part) for part in problem["loc"]]
-        if within:
-            parts = [within, *parts]
-        if not parts:
-            problems.append(message)
-            continue
-        if within == "":
-            where = ".".join(parts)
-        else:
-            where = f"[{parts[0]}]" + "".join(f".{part}" for part in parts[1:])
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)

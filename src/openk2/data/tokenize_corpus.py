@@ -31,8 +31,8 @@ from openk2.data.shards import (
     verify_shards_dir,
     write_split,
 )
-from openk2.data.special_tokens import BOS, EOS, special_token_id
-from openk2.data.tokenizer import plain_text_tokenizer, train_k2_tokenizer
+from openk2.tokenizer.bpe import plain_text_tokenizer, train_k2_tokenizer
+from openk2.tokenizer.special_tokens import BOS, EOS, special_token_id
 
 ENCODE_BATCH_DOCUMENTS = 16
 

@@ -28,8 +28,6 @@ from openk2.chat.tokens import (
     TOOL_CALL_BEGIN,
     TOOL_CALLS_SECTION_BEGIN,
 )
-from openk2.data.special_tokens import EOS
-from openk2.data.tokenizer import load_tokenizer
 from openk2.llm.protocol import LLM
 from openk2.llm.reply_trimming import trim_reply
 from openk2.llm.token_accounting import completion_logprobs, reply_budget
@@ -41,6 +39,8 @@ from openk2.llm.types import (
     Usage,
 )
 from openk2.model import K2ForCausalLM
+from openk2.tokenizer.bpe import load_tokenizer
+from openk2.tokenizer.special_tokens import EOS
 
 
 @dataclass

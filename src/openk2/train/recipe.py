@@ -21,9 +21,9 @@ from pydantic import (
 )
 
 from openk2.data import DataConfig
-from openk2.data.config import describe_errors, read_recipe_toml
 from openk2.model import PRESETS, K2Config
 from openk2.optim import WSDSchedule
+from openk2.recipes import describe_errors, read_recipe_toml
 
 
 class _Section(BaseModel):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from openk2.data.special_tokens import BOS, EOS
-from openk2.data.tokenizer import load_tokenizer, plain_text_tokenizer
 from openk2.model import K2ForCausalLM
+from openk2.tokenizer.bpe import load_tokenizer, plain_text_tokenizer
+from openk2.tokenizer.special_tokens import BOS, EOS
 
 SAMPLE_TEMPERATURE = 0.8  # below 1: fewer rare-token detours; above 0: no greedy loops
 SAMPLE_TOP_P = 0.95

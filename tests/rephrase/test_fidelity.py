@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from openk2.data.rephrase.fidelity import (
+from openk2.rephrase.fidelity import (
     CHECK_NAMES,
     CheckResult,
     FidelitySettings,

@@ -13,8 +13,8 @@ from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from openk2.data.config import describe_errors
-from openk2.data.rephrase.fidelity import FidelitySettings
+from openk2.recipes import describe_errors
+from openk2.rephrase.fidelity import FidelitySettings
 
 Mode = Literal["knowledge", "math-notes", "translate"]
 MODES: tuple[Mode, ...] = get_args(Mode)

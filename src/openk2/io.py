@@ -1,13 +1,8 @@
-"""The run directory: append-only JSONL logs that survive a kill, the reply cache and the run manifest.
+"""Files that survive a kill: atomic replacement, fsync'd append-only JSONL logs, and a reply cache.
 
-    DIR/rephrased.jsonl   accepted documents: the corpus `openk2 tokenize` reads (field `text`)
-    DIR/rejects.jsonl     rejected documents with the reasons (no `text` field: never read as corpus)
-    DIR/cache.jsonl       every LLM reply, by a hash of the model, prompt, sampling and attempt
-    DIR/rephrase.json     what the output depends on; a resumed run must match it
-    DIR/summary.json      acceptance per check, judge scores, tokens (rewritten at the end of each run)
-
-A record is one `write` of one line followed by fsync, so a kill leaves at most a torn last line;
-opening a log cuts it off. A document is done once its line is in one of the two logs.
+Every long job in OpenK2 (pre-training checkpoints, rephrasing, synthesis, SFT, RL, evaluation) writes
+through these, so that a SIGKILL leaves either the old file or the new one, and at most a torn last line
+of a log, which the next open cuts off.
 """
 
 import hashlib
@@ -15,12 +10,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-
-ACCEPTED_FILE = "rephrased.jsonl"
-REJECTS_FILE = "rejects.jsonl"
-CACHE_FILE = "cache.jsonl"
-RUN_MANIFEST_FILE = "rephrase.json"
-SUMMARY_FILE = "summary.json"
 
 
 class JsonlLog:
@@ -53,7 +42,7 @@ class JsonlLog:
     def rewrite_sorted(self, order: dict[str, int]) -> None:
         """Put the records in `order` of their ids (input order), atomically: a kill keeps the old file."""
         self.records.sort(key=lambda record: order[record["id"]])
-        write_atomically(
+        atomic_write_text(
             self.path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in self.records)
         )
 
@@ -85,40 +74,30 @@ class ReplyCache:
         self._replies[key] = record
 
 
-def write_atomically(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a kill or a power loss leaves the old file or the new one, never half.
+
+    The bytes are written beside the target and fsynced, renamed over it, and the directory is fsynced so
+    that the rename itself is durable.
+    """
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    with partial.open("w", encoding="utf-8") as file:
-        file.write(text)
+    with partial.open("wb") as file:
+        file.write(data)
         file.flush()
         os.fsync(file.fileno())
     partial.replace(path)
+    fsync_directory(path.parent)
 
 
-def check_run_manifest(output_dir: Path, manifest: dict[str, Any], partial: bool = False) -> None:
-    """Record what the output depends on, or refuse to resume a run whose inputs or settings differ.
-
-    `partial`: compare only the top-level fields `manifest` has (before the models are loaded) and write nothing.
-    """
-    path = output_dir / RUN_MANIFEST_FILE
-    if not path.exists():
-        if not partial:
-            write_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        return
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    if partial:
-        recorded = {field: recorded.get(field) for field in manifest}
-    changed = _changed_fields(recorded, manifest)
-    if changed:
-        raise ValueError(
-            f"{path}: this directory holds a run with other inputs or settings ({', '.join(changed)}); "
-            "use another --output directory or delete this one"
-        )
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _changed_fields(recorded: Any, current: Any, prefix: str = "") -> list[str]:
-    if isinstance(recorded, dict) and isinstance(current, dict):
-        changed = []
-        for field in sorted(set(recorded) | set(current)):
-            changed += _changed_fields(recorded.get(field), current.get(field), f"{prefix}{field}.")
-        return changed
-    return [] if recorded == current else [prefix.rstrip(".")]
+def fsync_directory(directory: Path) -> None:
+    """Make the entries of `directory` (a rename, a new file) durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, trainers
 
-from openk2.data.rephrase.chunking import Chunk, chunk_document, sentence_spans, stitch
-from openk2.data.tokenizer import k2_pre_tokenizer
+from openk2.rephrase.chunking import Chunk, chunk_document, sentence_spans, stitch
+from openk2.tokenizer.bpe import k2_pre_tokenizer
 
 
 def words(text: str) -> int:

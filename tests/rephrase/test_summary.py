@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from openk2.data.rephrase.records import ReplyCache
-from openk2.data.rephrase.summary import CHUNK_CHECKS, CheckTally, summarize
+from openk2.io import ReplyCache
+from openk2.rephrase.summary import CHUNK_CHECKS, CheckTally, summarize
 
 # Records in the shape pipeline.py writes. Nine chunk attempts in all, seven of them judged.
 ACCEPTED: list[dict[str, Any]] = [

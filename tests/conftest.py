@@ -1,4 +1,4 @@
-"""Session fixtures: the small corpus written once and tokenized once."""
+"""Session fixtures shared by the data and tokenizer tests: the small corpus written once and tokenized once."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from openk2.data.rephrase.judge import Verdict, parse_verdict
+from openk2.rephrase.judge import Verdict, parse_verdict
 
 
 @pytest.mark.parametrize(

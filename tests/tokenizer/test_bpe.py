@@ -9,13 +9,13 @@ from tokenizers import decoders
 
 from openk2.data.corpus import corpus_files, read_documents
 from openk2.data.shards import TOKENIZER_NAME, Manifest
-from openk2.data.special_tokens import first_reserved_id
-from openk2.data.tokenizer import (
+from openk2.tokenizer.bpe import (
     k2_pre_tokenizer,
     load_tokenizer,
     plain_text_tokenizer,
     train_k2_tokenizer,
 )
+from openk2.tokenizer.special_tokens import first_reserved_id
 from tests.data.small_corpus import SMALL_VOCAB, UNICODE_DOCUMENTS
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from openk2.data.rephrase.config import RephraseConfig, load_rephrase_config
-from openk2.data.rephrase.prompts import BUILTIN_LIBRARY
 from openk2.llm import LLMConfig
+from openk2.rephrase.config import RephraseConfig, load_rephrase_config
+from openk2.rephrase.prompts import BUILTIN_LIBRARY
 
 RECIPE = """\
 [data]

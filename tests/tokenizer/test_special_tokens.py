@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from openk2.data.shards import TOKENIZER_NAME, Manifest
-from openk2.data.special_tokens import reserved_tokens, special_token_id
-from openk2.data.tokenizer import load_tokenizer
+from openk2.tokenizer.bpe import load_tokenizer
+from openk2.tokenizer.special_tokens import reserved_tokens, special_token_id
 from tests.data.small_corpus import SMALL_VOCAB
 
 # K2's released added_tokens_decoder (spec §10.1): id, content, special

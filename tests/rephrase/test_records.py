@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from openk2.data.rephrase.records import RUN_MANIFEST_FILE, JsonlLog, ReplyCache, check_run_manifest
+from openk2.io import JsonlLog, ReplyCache
+from openk2.rephrase.records import RUN_MANIFEST_FILE, check_run_manifest
 
 RECORDS = [
     {"id": "doc-a#knowledge-0", "text": "Die Brücke wurde 1932 eröffnet.", "tokens": 9},

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from openk2.data.rephrase.fidelity import FidelitySettings
-from openk2.data.rephrase.prompts import (
+from openk2.rephrase.fidelity import FidelitySettings
+from openk2.rephrase.prompts import (
     BUILTIN_LIBRARY,
     JUDGE_FILE,
     MODES,

@@ -7,8 +7,8 @@ from pydantic import BaseModel, computed_field
 from rich.console import Console
 from rich.table import Table
 
-from openk2.data.rephrase.fidelity import CHECK_NAMES
-from openk2.data.rephrase.records import ReplyCache
+from openk2.io import ReplyCache
+from openk2.rephrase.fidelity import CHECK_NAMES
 
 # "complete": the reply ended by itself (not at its token budget); "judge": the LLM judge's score
 CHUNK_CHECKS = ("complete", *CHECK_NAMES, "judge")

@@ -6,9 +6,9 @@
 Writes `rephrased.jsonl` (a corpus `openk2 tokenize` reads), `rejects.jsonl` and `summary.json`.
 """
 
-from openk2.data.rephrase.config import RephraseConfig, load_rephrase_config
-from openk2.data.rephrase.pipeline import RephraseStopped, rephrase_corpus
-from openk2.data.rephrase.summary import RephraseSummary, print_summary
+from openk2.rephrase.config import RephraseConfig, load_rephrase_config
+from openk2.rephrase.pipeline import RephraseStopped, rephrase_corpus
+from openk2.rephrase.summary import RephraseSummary, print_summary
 
 __all__ = [
     "RephraseConfig",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from openk2.data.rephrase.token_counter import TokenCounter
+from openk2.rephrase.token_counter import TokenCounter
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openk2.chat import ChatFormatError
-from openk2.data.config import describe_errors
 from openk2.data.corpus import CorpusFile, Document, file_sha256, read_documents
-from openk2.data.rephrase.chunking import Chunk, chunk_document, stitch
-from openk2.data.rephrase.config import RephraseConfig
-from openk2.data.rephrase.fidelity import FidelitySettings, check_fidelity
-from openk2.data.rephrase.judge import JUDGE_SAMPLING, Verdict, parse_verdict
-from openk2.data.rephrase.prompts import (
+from openk2.io import JsonlLog, ReplyCache, atomic_write_text
+from openk2.llm import LLM, ModelUnavailable, SamplingParams, chat_request, load_concurrent_llm
+from openk2.recipes import describe_errors
+from openk2.rephrase.chunking import Chunk, chunk_document, stitch
+from openk2.rephrase.config import RephraseConfig
+from openk2.rephrase.fidelity import FidelitySettings, check_fidelity
+from openk2.rephrase.judge import JUDGE_SAMPLING, Verdict, parse_verdict
+from openk2.rephrase.prompts import (
     JudgePrompts,
     ModePrompts,
     Style,
@@ -36,19 +38,15 @@ from openk2.data.rephrase.prompts import (
     load_judge_prompts,
     load_mode_prompts,
 )
-from openk2.data.rephrase.records import (
+from openk2.rephrase.records import (
     ACCEPTED_FILE,
     CACHE_FILE,
     REJECTS_FILE,
     SUMMARY_FILE,
-    JsonlLog,
-    ReplyCache,
     check_run_manifest,
-    write_atomically,
 )
-from openk2.data.rephrase.summary import RephraseSummary, summarize
-from openk2.data.rephrase.token_counter import TokenCounter
-from openk2.llm import LLM, ModelUnavailable, SamplingParams, chat_request, load_concurrent_llm
+from openk2.rephrase.summary import RephraseSummary, summarize
+from openk2.rephrase.token_counter import TokenCounter
 
 # A reply longer than the length check's maximum fails anyway, so generation stops a little after it
 # (the margin covers a counting tokenizer other than the model's own).
@@ -342,7 +340,7 @@ def rephrase_corpus(
         elapsed,
         rephraser.cache,
     )
-    write_atomically(output_dir / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+    atomic_write_text(output_dir / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
     return summary
 
 

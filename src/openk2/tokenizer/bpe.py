@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from openk2.data.special_tokens import NUM_RESERVED_TOKENS, first_reserved_id, reserved_tokens
+from openk2.tokenizer.special_tokens import NUM_RESERVED_TOKENS, first_reserved_id, reserved_tokens
 
 # K2's `pat_str` from tokenization_kimi.py, one alternative per line (spec §10.1)
 K2_PRETOKENIZE_PATTERN = "|".join(

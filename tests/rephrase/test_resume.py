@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from openk2.data.rephrase import load_rephrase_config, rephrase_corpus
-from tests.data.rephrase.conftest import write_documents
+from openk2.rephrase import load_rephrase_config, rephrase_corpus
+from tests.rephrase.conftest import write_documents
 
 RECIPE = """
 [rephrase]

@@ -16,14 +16,14 @@ import pytest
 
 from openk2.chat import Message
 from openk2.data.config import DataConfig
-from openk2.data.rephrase import RephraseConfig, RephraseSummary, rephrase_corpus
-from openk2.data.rephrase.chunking import chunk_document, sentence_spans, stitch
-from openk2.data.rephrase.token_counter import TokenCounter
 from openk2.data.tokenize_corpus import tokenize_corpus
 from openk2.llm import BatchingLLM, ChatRequest, LLMConfig
+from openk2.rephrase import RephraseConfig, RephraseSummary, rephrase_corpus
+from openk2.rephrase.chunking import chunk_document, sentence_spans, stitch
+from openk2.rephrase.token_counter import TokenCounter
 from openk2.serve import BackgroundServer, create_app
-from tests.data.rephrase.conftest import write_documents
-from tests.data.rephrase.llm_wrappers import RecordingLLM, RefusingLLM
+from tests.rephrase.conftest import write_documents
+from tests.rephrase.llm_wrappers import RecordingLLM, RefusingLLM
 
 # Lenient checks: the 135M teacher rarely keeps every name of a paragraph, nor stops in time.
 LENIENT = RephraseConfig(

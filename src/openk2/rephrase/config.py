@@ -5,9 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from openk2.data.config import describe_errors, read_recipe_toml
-from openk2.data.rephrase.prompts import BUILTIN_LIBRARY, Mode
 from openk2.llm import LLMConfig
+from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.rephrase.prompts import BUILTIN_LIBRARY, Mode
 
 TEACHER_TOKENIZER = "teacher"
 

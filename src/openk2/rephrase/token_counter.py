@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from openk2.data.rephrase.config import TEACHER_TOKENIZER
+from openk2.rephrase.config import TEACHER_TOKENIZER
 
 MAX_WORD_CHARS = 32  # a longer run without whitespace is not one word
 

@@ -6,9 +6,9 @@ import socket
 import pytest
 
 from openk2.cli import main
-from openk2.data.rephrase import RephraseConfig, RephraseStopped, rephrase_corpus
-from openk2.data.rephrase.prompts import BUILTIN_LIBRARY, load_mode_prompts
 from openk2.llm import LLMConfig
+from openk2.rephrase import RephraseConfig, RephraseStopped, rephrase_corpus
+from openk2.rephrase.prompts import BUILTIN_LIBRARY, load_mode_prompts
 
 GREEDY_RECIPE = """
 [rephrase]

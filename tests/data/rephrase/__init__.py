@@ -1,1 +1,0 @@
-"""Tests of openk2.data.rephrase."""
