@@ -179,3 +179,40 @@ def test_request_errors_name_the_field(scripted_engine):
         )
     with pytest.raises(ChatFormatError, match=r"^messages\[0\].content: required"):
         scripted_engine.chat([{"role": "user"}])
+
+
+def test_token_continuation_of_a_sampled_turn_equals_the_fresh_rendering(scripted_engine):
+    """A rollout's running sequence (prompt + sampled reply + continuation ids) is what the template gives
+    for the whole dialogue, when the reply's tokens are the template's own."""
+    request = chat_request(QUESTION, [WEATHER_TOOL], SamplingParams(temperature=0.0, return_tokens=True))
+    reply = scripted_engine.chat_batch([request])[0]
+    assert reply.tokens is not None
+    follow_up = [{"role": "user", "content": "And tomorrow?"}]
+    running = reply.tokens.prompt_token_ids + reply.tokens.token_ids
+    running += scripted_engine.continuation_ids(
+        [*request.messages, reply.message], chat_request(follow_up).messages, request.tools
+    )
+    dialogue = chat_request([*QUESTION, reply.message.model_dump(), *follow_up], [WEATHER_TOOL])
+    assert running == scripted_engine.prompt_ids(dialogue)
+
+
+def test_a_request_with_prompt_token_ids_continues_exactly_those_tokens(scripted_engine):
+    rendered = chat_request(QUESTION, [WEATHER_TOOL], SamplingParams(temperature=0.0, return_tokens=True))
+    as_tokens = chat_request(
+        QUESTION,
+        [WEATHER_TOOL],
+        SamplingParams(temperature=0.0, return_tokens=True),
+        prompt_token_ids=scripted_engine.prompt_ids(rendered),
+    )
+    shortened = chat_request(
+        QUESTION,
+        [WEATHER_TOOL],
+        SamplingParams(temperature=0.0, return_tokens=True),
+        prompt_token_ids=scripted_engine.prompt_ids(rendered)[:-3],
+    )
+    first, second, third = scripted_engine.chat_batch([rendered, as_tokens, shortened])
+    assert second.tokens.prompt_token_ids == first.tokens.prompt_token_ids
+    assert second.tokens.token_ids == first.tokens.token_ids
+    assert third.tokens.prompt_token_ids == first.tokens.prompt_token_ids[:-3]
+    with pytest.raises(ChatFormatError, match="prompt_token_ids"):
+        chat_request(QUESTION, prompt_token_ids=[])

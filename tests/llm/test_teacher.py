@@ -50,3 +50,24 @@ def test_teacher_refuses_tools_instead_of_ignoring_them(teacher):
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
     with pytest.raises(ChatFormatError, match=r"^tools: "):
         teacher.chat([{"role": "user", "content": "Weather?"}], [tool])
+
+
+def test_teacher_continues_a_rollout_from_its_own_sampled_tokens(teacher):
+    """The running sequence (prompt + sampled reply + continuation ids) is the template's rendering of the
+    whole dialogue, and a request with it as prompt_token_ids generates from exactly that prefix."""
+    keep_tokens = GREEDY.model_copy(update={"return_tokens": True})
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    first = teacher.chat(question, sampling=keep_tokens)
+    follow_up = [{"role": "user", "content": "And of Italy?"}]
+    dialogue = [*question, first.message.model_dump(exclude_none=True), *follow_up]
+    history, new = chat_request(dialogue).messages[:2], chat_request(dialogue).messages[2:]
+    running = first.tokens.prompt_token_ids + first.tokens.token_ids + teacher.continuation_ids(history, new)
+    assert running == teacher.prompt_ids(chat_request(dialogue))
+    from_tokens, rendered = teacher.chat_batch(
+        [
+            chat_request(dialogue, sampling=keep_tokens, prompt_token_ids=running),
+            chat_request(dialogue, sampling=keep_tokens),
+        ]
+    )
+    assert from_tokens.tokens.prompt_token_ids == running
+    assert from_tokens.tokens.token_ids == rendered.tokens.token_ids

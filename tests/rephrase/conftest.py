@@ -10,7 +10,7 @@ from openk2.llm import BatchingLLM
 from openk2.llm.teacher import load_teacher
 from openk2.llm.transformers_engine import TransformersLLM
 
-SAMPLES = Path(__file__).parents[3] / "samples" / "knowledge.jsonl"
+SAMPLES = Path(__file__).parents[2] / "samples" / "knowledge.jsonl"
 
 
 @pytest.fixture(scope="package")

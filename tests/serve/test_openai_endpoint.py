@@ -83,3 +83,8 @@ def test_slow_endpoint_times_out(untrained):
     with pytest.raises(ModelUnavailable, match="timed out") as raised:
         slow.chat(QUESTION, sampling=SamplingParams(temperature=0, max_tokens=400))
     assert isinstance(raised.value.__cause__, openai.APITimeoutError)
+
+
+def test_endpoint_refuses_token_prompts_naming_the_field(endpoint):
+    with pytest.raises(ChatFormatError, match=r"^prompt_token_ids: "):
+        endpoint.chat_batch([chat_request(QUESTION, prompt_token_ids=[1, 2, 3])])

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from openk2.chat import format_call_id, parse, render_segments
+from openk2.chat import ChatFormatError, Message, ToolSpec, format_call_id, parse, render_segments
 from openk2.chat.template import TemplateName
 from openk2.chat.tokenization import chat_token_ids, encode_chat_text
 from openk2.chat.tokens import (
@@ -120,6 +120,21 @@ class K2Engine(LLM):
         )
         return [token for segment in segments for token in self.encode(segment.text)]
 
+    def continuation_ids(
+        self,
+        history: Sequence[Message],
+        new_messages: Sequence[Message],
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> list[int]:
+        # K2's template renders message by message, so the new messages' segments follow history's unchanged
+        before = render_segments(history, tools, template=self.template, close_every_message=True)
+        after = render_segments(
+            [*history, *new_messages], tools, add_generation_prompt=True, template=self.template
+        )
+        if after[: len(before)] != before:
+            raise ChatFormatError("messages: the new messages change the rendering of the history")
+        return [token for segment in after[len(before) :] for token in self.encode(segment.text)]
+
     def chat_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         rows = [self._prepare(request) for request in requests]
         with self._generate_lock:
@@ -128,7 +143,11 @@ class K2Engine(LLM):
         return [self._complete(row) for row in rows]
 
     def _prepare(self, request: ChatRequest) -> _Row:
-        prompt_ids = self.prompt_ids(request)
+        prompt_ids = (
+            list(request.prompt_token_ids)
+            if request.prompt_token_ids is not None
+            else self.prompt_ids(request)
+        )
         forced_ids = self.encode(forced_prefix(request))
         max_tokens = reply_budget(len(prompt_ids), request.sampling.max_tokens, self.context_length)
         # The forced prefix is part of the reply and spends its budget.

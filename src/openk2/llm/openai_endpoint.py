@@ -41,6 +41,10 @@ class EndpointError(RuntimeError):
 
 def request_arguments(model: str, request: ChatRequest) -> dict[str, Any]:
     """`chat.completions.create` keyword arguments for one request, in OpenAI's wire format."""
+    if request.prompt_token_ids is not None:
+        raise ChatFormatError(
+            f"prompt_token_ids: {model} is served over HTTP, which continues messages, not token ids"
+        )
     sampling = request.sampling
     arguments: dict[str, Any] = {
         "model": model,

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openk2.chat import Message, ToolSpec
+from openk2.chat import ChatFormatError, Message, ToolSpec
 from openk2.llm.types import ChatRequest, Completion, SamplingParams, ToolChoice, chat_request
 
 
@@ -37,6 +37,24 @@ class LLM(ABC):
     async def achat(self, request: ChatRequest) -> Completion:
         """The completion of one request without blocking the event loop."""
         return (await asyncio.to_thread(self.chat_batch, [request]))[0]
+
+    def continuation_ids(
+        self,
+        history: Sequence[Message],
+        new_messages: Sequence[Message],
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> list[int]:
+        """The token ids that `new_messages` (tool results, a user turn) add after `history`, up to and
+        including the generation prompt of the next assistant turn.
+
+        A token-level rollout appends these to its running sequence (history's last reply closed by its
+        sampled end-of-turn token) and sends the result as `prompt_token_ids`. Only in-process back ends
+        know their tokenizer; an endpoint cannot continue token ids.
+        """
+        raise ChatFormatError(
+            f"prompt_token_ids: {self.model_name} is not an in-process model; token-level rollouts "
+            "(RL with kept tokens) need the checkpoint or transformers back end"
+        )
 
     def close(self) -> None:
         """Stop workers and release connections; nothing to do for most back ends."""

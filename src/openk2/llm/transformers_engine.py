@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from openk2.chat import ChatFormatError, Message
+from openk2.chat import ChatFormatError, Message, ToolSpec
 from openk2.llm.protocol import LLM
 from openk2.llm.reply_trimming import trim_reply
 from openk2.llm.token_accounting import completion_logprobs, reply_budget
@@ -49,17 +49,46 @@ class TransformersLLM(LLM):
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         """The conversation through the model's own chat template, with its generation prompt."""
-        if request.tools:
+        self._check_plain_chat(request.messages, request.tools)
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
+        return self.tokenizer.apply_chat_template(
+            self._conversation(request.messages), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+
+    def continuation_ids(
+        self,
+        history: Sequence[Message],
+        new_messages: Sequence[Message],
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> list[int]:
+        self._check_plain_chat([*history, *new_messages], tools)
+        before = self.tokenizer.apply_chat_template(self._conversation(history), tokenize=False)
+        after = self.tokenizer.apply_chat_template(
+            self._conversation([*history, *new_messages]), add_generation_prompt=True, tokenize=False
+        )
+        if not after.startswith(before):
+            raise ChatFormatError(f"messages: {self._name}'s chat template re-renders the history")
+        # the running sequence ends at the reply's sampled end-of-turn token; what the template puts
+        # after it (a newline in ChatML) belongs to the continuation
+        end_texts = [self.decode([token]) for token in self._end_ids]
+        closed = max(
+            (before.rfind(text) + len(text) for text in end_texts if text in before), default=len(before)
+        )
+        return self.tokenizer.encode(after[closed:], add_special_tokens=False)
+
+    @staticmethod
+    def _conversation(messages: Sequence[Message]) -> list[dict[str, str]]:
+        return [{"role": message.role, "content": message.text} for message in messages]
+
+    def _check_plain_chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None) -> None:
+        if tools:
             raise ChatFormatError(
                 f"tools: {self._name} is served for plain chat; tool calling needs a K2 model"
             )
-        for index, message in enumerate(request.messages):
+        for index, message in enumerate(messages):
             if message.tool_calls:
                 raise ChatFormatError(f"messages[{index}].tool_calls: {self._name} serves plain chat only")
-        conversation = [{"role": message.role, "content": message.text} for message in request.messages]
-        return self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=False)

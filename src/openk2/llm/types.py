@@ -57,6 +57,10 @@ class ChatRequest:
     tools: tuple[ToolSpec, ...] | None
     tool_choice: ToolChoice
     sampling: SamplingParams
+    # A token-level rollout's running sequence: the model continues exactly these ids instead of a fresh
+    # rendering of `messages` (templates are not prefix-stable; RL trains on the tokens it sampled).
+    # `messages` still give the tools, the call-id counter and the parse. In-process back ends only.
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 def chat_request(
@@ -64,6 +68,7 @@ def chat_request(
     tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
     sampling: SamplingParams | None = None,
     tool_choice: ToolChoice | Mapping[str, Any] = "auto",
+    prompt_token_ids: Sequence[int] | None = None,
 ) -> ChatRequest:
     """A validated request; errors are ChatFormatError naming the field, e.g. `messages[1].role: ...`."""
     if not messages:
@@ -80,7 +85,15 @@ def chat_request(
             )
     elif tool_choice == "required" and not checked_tools:
         raise ChatFormatError("tool_choice: 'required' needs at least one tool in tools")
-    return ChatRequest(checked_messages, checked_tools, tool_choice, sampling or SamplingParams())
+    if prompt_token_ids is not None and not prompt_token_ids:
+        raise ChatFormatError("prompt_token_ids: expected at least one token id")
+    return ChatRequest(
+        checked_messages,
+        checked_tools,
+        tool_choice,
+        sampling or SamplingParams(),
+        None if prompt_token_ids is None else tuple(prompt_token_ids),
+    )
 
 
 class Usage(BaseModel):
