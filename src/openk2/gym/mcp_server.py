@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -65,10 +66,8 @@ class McpServer:
         if self._thread.is_alive():
             if self._stop is not None:
                 self._loop.call_soon_threadsafe(self._stop.set)
-            try:
+            with contextlib.suppress(Exception):  # how the server exited is no concern of the caller's now
                 self._serving.result(timeout=30)
-            except Exception:
-                pass  # the server's exit is not the caller's concern any more
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
         self._loop.close()

@@ -64,7 +64,7 @@ def ifbench_rows() -> list[dict[str, Any]]:
 
 
 class InstructionSettings(EnvSettings):
-    sources: list[str] = ["autoif", "ifbench"]
+    sources: list[str] = Field(default_factory=lambda: ["autoif", "ifbench"])
     difficulty: int = Field(default=2, ge=1, le=5)  # verifiable constraints per composed prompt
     soft_constraints: bool = False  # compose one judge-checked constraint per prompt too
     judge: LLM | None = None  # required to score soft constraints
