@@ -38,11 +38,15 @@ def _normalised(text: str) -> str:
 
 
 def parse_math(text: str) -> list[Any]:
-    """Math-Verify's parse of a bare answer: as LaTeX first, then as a plain expression."""
+    """Math-Verify's parse of a bare answer, as LaTeX first, then as a plain expression; [] when neither
+    gives a mathematical object (Math-Verify then returns only the raw string)."""
     math_verify = require("math_verify", MATH_VERIFY)
     config = [math_verify.LatexExtractionConfig(), math_verify.ExprExtractionConfig()]
-    parsed: list[Any] = math_verify.parse(f"${text}$", extraction_config=config)
-    return parsed or math_verify.parse(text, extraction_config=config)
+    for candidate in (f"${text}$", text):
+        parsed: list[Any] = math_verify.parse(candidate, extraction_config=config)
+        if any(not isinstance(value, str) for value in parsed):
+            return parsed
+    return []
 
 
 def _check_math(answer: str, reference: str, details: dict[str, Any]) -> Verdict:
