@@ -22,7 +22,7 @@ def replies(env, tasks, texts):
         return await asyncio.gather(
             *(
                 env.score(task, [*task.messages, Message(role="assistant", content=text)])
-                for task, text in zip(tasks, texts)
+                for task, text in zip(tasks, texts, strict=True)
             )
         )
 

@@ -116,6 +116,7 @@ def assert_spans_are_what_the_policy_read_and_sampled(trajectory, recording: Rec
         assert span.token_ids == completion.tokens.token_ids and span.logprobs == completion.tokens.logprobs
         assert any(span.sampled)
     ids, mask, _ = trajectory.token_sequence()
+    assert sum(mask) == sum(sum(trajectory.meta[index].tokens.sampled) for index in policy)
     assert (
         ids == recording.completions[-1].tokens.prompt_token_ids + recording.completions[-1].tokens.token_ids
     )
