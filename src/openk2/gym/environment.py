@@ -39,6 +39,7 @@ ENVIRONMENTS: dict[str, str] = {
     "faithfulness": "openk2.gym.envs.faithfulness:FaithfulnessEnv",
 }
 TEST_FRACTION = 0.2  # procedural and single-pool sources hold out this share of their tasks
+GIVE_UP_AFTER = 5000  # generated candidates in a row without a new task: the generator is exhausted
 
 
 class MissingDependency(ImportError):
@@ -177,15 +178,18 @@ def generate_split(
     A tiny task space (one-digit sums) cannot fill `n`; that is an error naming the shortfall.
     """
     found: dict[str, Any] = {}
+    since_new = 0
     for attempt in itertools.count():
         if len(found) == n:
             return list(found.values())
-        if attempt >= 50 * n + 1000:
+        if since_new >= GIVE_UP_AFTER:  # the space of distinct tasks is exhausted
             break
         item = generate(int(content_hash("seed", str(seed), str(attempt))[:12], 16))
         item_key = key(item)
+        since_new += 1
         if split_of(item_key) == split and item_key not in found:
             found[item_key] = item
+            since_new = 0
     raise ValueError(f"n: only {len(found)} distinct {split} tasks exist at this difficulty, asked for {n}")
 
 
