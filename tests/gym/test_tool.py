@@ -68,7 +68,7 @@ def reference_rewards(env, tasks):
 
 
 def test_airline_tasks_splits_and_tools(airline):
-    env, tasks = airline
+    _, tasks = airline
     assert len(tasks) == 50
     assert {task.split for task in tasks} == {"train", "test"}
     tools = {tool.function.name for tool in tasks[0].tools}

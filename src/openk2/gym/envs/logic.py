@@ -4,7 +4,6 @@ sorting and digit reversal. Each is scored by its own checker; `difficulty` sets
 
 from __future__ import annotations
 
-from openk2.gym.environment import Source
 from openk2.gym.envs.answer_env import AnswerEnv
 from openk2.gym.envs.problems import DIGIT_REVERSAL, MORSE_DECODING, TABULAR, reasoning_gym_source
 
@@ -63,5 +62,5 @@ class LogicEnv(AnswerEnv):
         SORTING,
         DIGIT_REVERSAL,
     )
-    sources: tuple[Source, ...] = tuple(source.source for source in problem_sources)
+    sources = tuple(source.source for source in problem_sources)
     instruction = "Give your final answer on the last line, after 'Answer:'."

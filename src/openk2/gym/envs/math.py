@@ -3,7 +3,6 @@ and algebra (reasoning-gym), answers compared for mathematical equivalence (K2 r
 
 from __future__ import annotations
 
-from openk2.gym.environment import Source
 from openk2.gym.envs.answer_env import AnswerEnv
 from openk2.gym.envs.problems import mmath_source, reasoning_gym_source
 
@@ -60,5 +59,5 @@ class MathEnv(AnswerEnv):
     kind = "math"
     summary = "MMATH competition problems and procedural arithmetic/algebra; mathematical equivalence"
     problem_sources = (ARITHMETIC, ALGEBRA, mmath_source())
-    sources: tuple[Source, ...] = tuple(source.source for source in problem_sources)
+    sources = tuple(source.source for source in problem_sources)
     instruction = "Put your final answer within \\boxed{}."
