@@ -9,6 +9,7 @@ Math-Verify in particular only works in a process's main thread, so checks never
 from __future__ import annotations
 
 import asyncio
+import importlib
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -37,14 +38,28 @@ def component(name: str, verdict: Verdict, weight: float = 1.0) -> RewardCompone
     )
 
 
-class VerifierPool:
-    """`workers` processes running checks concurrently; `workers=0` runs them inline (no timeout)."""
+STARTUP_TIMEOUT_S = 300.0  # a worker's start and imports; not counted against a check's timeout
 
-    def __init__(self, workers: int = 2, timeout_s: float = 10.0) -> None:
+
+def _preload(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+class VerifierPool:
+    """`workers` processes running checks concurrently; `workers=0` runs them inline (no timeout).
+
+    A new worker first imports the check's module and `preload` (e.g. Math-Verify, sympy), so the
+    timeout measures the check, not the start of a process on a busy machine.
+    """
+
+    def __init__(self, workers: int = 2, timeout_s: float = 10.0, preload: tuple[str, ...] = ()) -> None:
         if workers < 0 or timeout_s <= 0:
             raise ValueError(f"workers, timeout_s: expected >= 0 and > 0, got {workers}, {timeout_s}")
         self.workers = workers
         self.timeout_s = timeout_s
+        self.preload = preload
+        self._started: set[ProcessPoolExecutor] = set()
         self._idle: asyncio.Queue[ProcessPoolExecutor] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._all: list[ProcessPoolExecutor] = []
@@ -62,6 +77,10 @@ class VerifierPool:
         worker = await idle.get()
         loop = asyncio.get_running_loop()
         try:
+            if worker not in self._started:
+                modules = (check.__module__, *self.preload)
+                await asyncio.wait_for(loop.run_in_executor(worker, _preload, modules), STARTUP_TIMEOUT_S)
+                self._started.add(worker)
             verdict = await asyncio.wait_for(loop.run_in_executor(worker, check, *args), self.timeout_s)
             return component(name, verdict, weight)
         except TimeoutError:
@@ -96,6 +115,7 @@ class VerifierPool:
             process.kill()
         worker.shutdown(wait=False, cancel_futures=True)
         self._all.remove(worker)
+        self._started.discard(worker)
         return self._new_worker()
 
     def close(self) -> None:
@@ -104,4 +124,5 @@ class VerifierPool:
                 process.kill()
             worker.shutdown(wait=True, cancel_futures=True)
         self._all.clear()
+        self._started.clear()
         self._idle = None

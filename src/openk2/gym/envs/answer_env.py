@@ -35,6 +35,7 @@ class AnswerEnv(Environment):
     settings: AnswerSettings
     problem_sources: ClassVar[tuple[ProblemSource, ...]]
     instruction: ClassVar[str]  # how to state the answer, appended to every question
+    preload: ClassVar[tuple[str, ...]] = ()  # what verifier workers import before their first check
 
     def __init__(self, **settings: object) -> None:
         super().__init__(**settings)
@@ -44,7 +45,9 @@ class AnswerEnv(Environment):
         if unknown:
             raise ValueError(f"{self.name}: sources: unknown {unknown}; known sources: {', '.join(known)}")
         self.chosen_sources = [known[name] for name in chosen]
-        self.verifiers = VerifierPool(self.settings.verifier_workers, self.settings.verifier_timeout_s)
+        self.verifiers = VerifierPool(
+            self.settings.verifier_workers, self.settings.verifier_timeout_s, preload=self.preload
+        )
 
     def tasks(self, split: Split, n: int | None = None, seed: int = 0) -> list[Task]:
         counts = (

@@ -63,4 +63,5 @@ class LogicEnv(AnswerEnv):
         DIGIT_REVERSAL,
     )
     sources = tuple(source.source for source in problem_sources)
+    preload = ("openk2.gym.envs.problems", "reasoning_gym")
     instruction = "Give your final answer on the last line, after 'Answer:'."

@@ -60,4 +60,5 @@ class MathEnv(AnswerEnv):
     summary = "MMATH competition problems and procedural arithmetic/algebra; mathematical equivalence"
     problem_sources = (ARITHMETIC, ALGEBRA, mmath_source())
     sources = tuple(source.source for source in problem_sources)
+    preload = ("math_verify", "sympy")
     instruction = "Put your final answer within \\boxed{}."

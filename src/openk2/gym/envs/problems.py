@@ -8,6 +8,7 @@ checker needs (`verification`); `checks.py` scores replies against it.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,11 +46,12 @@ REASONING_GYM = "reasoning-gym==0.1.25"
 REASONING_GYM_LICENCE = "Apache-2.0"
 
 
+# reasoning-gym imports matplotlib, which wants a writable config directory
+os.environ.setdefault("MPLCONFIGDIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "openk2-matplotlib"))
+
+
 @cache
 def _reasoning_gym() -> Any:
-    import os
-
-    os.environ.setdefault("MPLCONFIGDIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "openk2-matplotlib"))
     return require("reasoning_gym", REASONING_GYM)
 
 
