@@ -56,36 +56,30 @@ async def score_all(env: Environment, pairs: list[tuple[Task, list[Message]]]) -
     return elapsed
 
 
+async def compare(
+    baseline: Environment, candidate: Environment, pairs: list, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per round for each environment, alternating; a warm-up round first (workers start)."""
+    await score_all(baseline, pairs[:4])
+    await score_all(candidate, pairs[:8])
+    seconds: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        seconds[0].append(await score_all(baseline, pairs))
+        seconds[1].append(await score_all(candidate, pairs))
+    await baseline.aclose()
+    await candidate.aclose()
+    return seconds
+
+
 def verifier_rows(n_tasks: int, workers: int, repeats: int) -> list[str]:
     rows = []
     for name, settings in ENVIRONMENTS.items():
         inline, pooled = make(name, **settings(0)), make(name, **settings(workers))
         pairs = replies(inline.tasks("test", n_tasks, seed=0))
-
-        async def measure() -> dict[str, list[float]]:
-            await score_all(inline, pairs[:4])
-            await score_all(pooled, pairs[: 2 * workers])  # start and warm the workers
-            seconds: dict[str, list[float]] = {"one process": [], "pool": []}
-            for _ in range(repeats):
-                seconds["one process"].append(await score_all(inline, pairs))
-                seconds["pool"].append(await score_all(pooled, pairs))
-            await pooled.aclose()
-            return seconds
-
-        seconds = asyncio.run(measure())
-        rows.append(_row(name, len(pairs), seconds["one process"], seconds["pool"]))
-    code_one, code_many = make("code", max_concurrency=1), make("code", max_concurrency=workers)
-    pairs = replies(code_one.tasks("test", n_tasks, seed=0))
-
-    async def measure_code() -> dict[str, list[float]]:
-        seconds: dict[str, list[float]] = {"one": [], "many": []}
-        for _ in range(repeats):
-            seconds["one"].append(await score_all(code_one, pairs))
-            seconds["many"].append(await score_all(code_many, pairs))
-        return seconds
-
-    code_seconds = asyncio.run(measure_code())
-    rows.append(_row("code (sandboxes)", len(pairs), code_seconds["one"], code_seconds["many"]))
+        rows.append(_row(name, len(pairs), *asyncio.run(compare(inline, pooled, pairs, repeats))))
+    one, many = make("code", max_concurrency=1), make("code", max_concurrency=workers)
+    pairs = replies(one.tasks("test", n_tasks, seed=0))
+    rows.append(_row("code (sandboxes)", len(pairs), *asyncio.run(compare(one, many, pairs, repeats))))
     return rows
 
 
