@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from openk2.gym.records import RewardComponent
+from openk2.gym.records import Reward, RewardComponent
 
 
 @dataclass
@@ -44,6 +44,13 @@ STARTUP_TIMEOUT_S = 300.0  # a worker's start and imports; not counted against a
 def _preload(modules: tuple[str, ...]) -> None:
     for module in modules:
         importlib.import_module(module)
+
+
+def unparsed(name: str, problem: str) -> Reward:
+    """The reward of a reply with nothing to check: 0, with the parse problem named."""
+    return Reward.combine(
+        [RewardComponent(name=name, score=0.0, passed=False, details={"parse_error": problem})]
+    )
 
 
 class VerifierPool:

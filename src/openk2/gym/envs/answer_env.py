@@ -11,8 +11,8 @@ from openk2.chat import Message
 from openk2.gym.environment import Environment, EnvSettings, content_hash, split_counts
 from openk2.gym.envs.checks import check_answer
 from openk2.gym.envs.problems import Problem, ProblemSource
-from openk2.gym.records import Reward, RewardComponent, Split, Task
-from openk2.gym.verifiers import VerifierPool
+from openk2.gym.records import Reward, Split, Task
+from openk2.gym.verifiers import VerifierPool, unparsed
 
 
 class AnswerSettings(EnvSettings):
@@ -75,10 +75,7 @@ class AnswerEnv(Environment):
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
         reply = last_reply(messages)
         if reply is None:
-            missing = RewardComponent(
-                name="answer", score=0.0, passed=False, details={"parse_error": "no reply"}
-            )
-            return Reward.combine([missing])
+            return unparsed("answer", "no reply")
         return Reward.combine([await self.verifiers.check("answer", check_answer, reply, task.verification)])
 
     async def aclose(self) -> None:

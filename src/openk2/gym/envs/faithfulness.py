@@ -16,6 +16,7 @@ from openk2.gym.envs.answer_env import last_reply
 from openk2.gym.envs.data_files import gym_data
 from openk2.gym.judge import Judge, JudgeError
 from openk2.gym.records import Reward, RewardComponent, Split, Task
+from openk2.gym.verifiers import unparsed
 from openk2.llm import LLM, ModelUnavailable
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -69,13 +70,7 @@ class FaithfulnessEnv(Environment):
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
         sentences = reply_sentences(last_reply(messages) or "")
         if not sentences:
-            return Reward.combine(
-                [
-                    RewardComponent(
-                        name="faithful", score=0.0, passed=False, details={"parse_error": "no reply"}
-                    )
-                ]
-            )
+            return unparsed("faithful", "no reply")
         if self.settings.judge is None:
             return Reward.combine(
                 [

@@ -17,6 +17,7 @@ from openk2.gym.envs.answer_env import last_reply
 from openk2.gym.envs.data_files import gym_data
 from openk2.gym.judge import Judge, JudgeError
 from openk2.gym.records import Reward, RewardComponent, RubricItem, Split, Task
+from openk2.gym.verifiers import unparsed
 from openk2.llm import LLM, ModelUnavailable, SamplingParams, chat_request
 
 STRATEGIES = {
@@ -72,9 +73,7 @@ class SafetyEnv(Environment):
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
         reply = last_reply(messages)
         if not reply or not reply.strip():
-            return Reward.combine(
-                [RewardComponent(name="safe", score=0.0, passed=False, details={"parse_error": "no reply"})]
-            )
+            return unparsed("safe", "no reply")
         return Reward.combine([await self.judge(task, reply)])
 
     async def judge(self, task: Task, reply: str) -> RewardComponent:

