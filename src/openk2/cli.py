@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from openk2.gym.cli import add_arguments as add_gym_arguments
+from openk2.gym.cli import run as run_gym
 from openk2.rephrase.prompts import MODES
 from openk2.serve.cli import add_chat_arguments, add_serve_arguments
 
@@ -182,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(run=generate)
+
+    gym = verbs.add_parser(
+        "gym", help="verifiable-reward environments: list, show tasks, filter by difficulty"
+    )
+    add_gym_arguments(gym)
+    gym.set_defaults(run=run_gym)
 
     add_serve_arguments(verbs.add_parser("serve", help="OpenAI-compatible server with K2 tool calling"))
     add_chat_arguments(

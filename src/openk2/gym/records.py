@@ -189,6 +189,7 @@ class Trajectory(_Record):
     reward: float | None = None
     judge: dict[str, Any] | None = None  # synthesis-time verdicts
     provenance: dict[str, Any] = Field(default_factory=dict)  # stage versions, persona, models, seeds
+    error: str | None = None  # why an `infra_error` episode stopped (the model or a service failed)
 
     @model_validator(mode="after")
     def _one_meta_per_message(self) -> Self:
