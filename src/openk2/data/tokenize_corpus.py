@@ -31,6 +31,7 @@ from openk2.data.shards import (
     verify_shards_dir,
     write_split,
 )
+from openk2.io import publish_directory
 from openk2.tokenizer.bpe import plain_text_tokenizer, train_k2_tokenizer
 from openk2.tokenizer.special_tokens import BOS, EOS, special_token_id
 
@@ -67,7 +68,7 @@ def tokenize_corpus(config: DataConfig, progress: bool = True) -> Manifest:
             disable=not progress,
         ) as bars:
             manifest = _build(config, settings, sources, staging, bars)
-        _replace_directory(shards_dir, staging)
+        publish_directory(staging, shards_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -143,13 +144,3 @@ def _build(
 def _with_boundaries(ids: list[int], bos_id: int, eos_id: int) -> np.ndarray:
     # [BOS] too, not only [EOS]: the stream's first document and any [BOS]-led prompt then start like all others
     return np.array([bos_id, *ids, eos_id], dtype=np.int64)
-
-
-def _replace_directory(target: Path, staging: Path) -> None:
-    if not target.exists():
-        staging.rename(target)
-        return
-    retired = target.parent / f".{target.name}.retired-{os.getpid()}"
-    target.rename(retired)
-    staging.rename(target)
-    shutil.rmtree(retired)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from openk2.recipes import describe_errors
+
 
 class YarnRopeScaling(BaseModel):
     """YaRN context extension as the released DeepSeek/Kimi code reads it from `rope_scaling`."""
@@ -152,7 +154,7 @@ class K2Config(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as error:
-            raise ValueError(f"{source}: {_describe(error)}") from None
+            raise ValueError(f"{source}: {describe_errors(error, within='')}") from None
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> K2Config:
@@ -179,10 +181,6 @@ class K2Config(BaseModel):
             "attention_dropout": 0.0,
             "torch_dtype": "float32",
         }
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors())
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -60,4 +60,4 @@ def _validated(table: dict[str, Any], origin: str) -> RephraseConfig:
     try:
         return RephraseConfig.model_validate(table)
     except ValidationError as error:
-        raise ValueError(f"{origin}: {describe_errors(error, within='rephrase')}") from error
+        raise ValueError(f"{origin}: {describe_errors(error, within='rephrase', data=table)}") from error
