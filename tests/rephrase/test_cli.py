@@ -7,7 +7,8 @@ import pytest
 
 from openk2.cli import main
 from openk2.llm import LLMConfig
-from openk2.rephrase import RephraseConfig, RephraseStopped, rephrase_corpus
+from openk2.rephrase.config import RephraseConfig
+from openk2.rephrase.pipeline import RephraseStopped, rephrase_corpus
 from openk2.rephrase.prompts import BUILTIN_LIBRARY, load_mode_prompts
 
 GREEDY_RECIPE = """
