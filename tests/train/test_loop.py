@@ -20,6 +20,7 @@ from openk2.train.loop import forward_backward
 from openk2.train.metrics import read_metrics
 from openk2.train.report import report_plots
 from openk2.train.world import World
+from tests.numerics import FP32_EPS, assert_close_in_norm
 from tests.train.small_run import SEQ_LEN, SMALL_MODEL, recipe_sections, write_recipe
 
 
@@ -35,10 +36,10 @@ def test_k_micro_batches_of_b_equal_one_batch_of_k_times_b(aux_loss_alpha: float
     loads = [ExpertLoad(accumulated.moe_modules()), ExpertLoad(whole.moe_modules())]
     three_by_two = forward_backward(accumulated, list(batch.split(2)), off, loads[0])
     one_by_six = forward_backward(whole, [batch], off, loads[1])
-    assert torch.allclose(three_by_two, one_by_six, rtol=0, atol=1e-6)
+    assert_close_in_norm(three_by_two, one_by_six, 30 * FP32_EPS, "losses")
     assert (three_by_two[1] > 0) == (aux_loss_alpha > 0)
     for (name, a), (_, b) in zip(accumulated.named_parameters(), whole.named_parameters(), strict=True):
-        assert torch.allclose(a.grad, b.grad, rtol=0, atol=1e-6), name
+        assert_close_in_norm(a.grad, b.grad, 30 * FP32_EPS, name)
     single = World(rank=0, world_size=1)
     assert torch.equal(loads[0].take_global(single), loads[1].take_global(single))
 
