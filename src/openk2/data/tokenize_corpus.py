@@ -18,7 +18,14 @@ from rich.progress import (
 )
 
 from openk2.data.config import DataConfig, ShardSettings
-from openk2.data.corpus import CorpusFile, corpus_files, file_sha256, hold_out_documents, read_documents
+from openk2.data.corpus import (
+    CorpusFile,
+    Document,
+    corpus_files,
+    file_sha256,
+    hold_out_documents,
+    read_documents,
+)
 from openk2.data.shards import (
     MANIFEST_NAME,
     TOKENIZER_NAME,
@@ -113,7 +120,8 @@ def _build(
     eos_id = special_token_id(EOS, config.vocab_size)
     dtype = token_dtype(config.vocab_size)
     splits: dict[SplitName, SplitRecord] = {}
-    for split, split_documents in (("train", train_documents), ("val", val_documents)):
+    held_out: list[tuple[SplitName, list[Document]]] = [("train", train_documents), ("val", val_documents)]
+    for split, split_documents in held_out:
         encoding = bars.add_task(f"encoding {split}", total=len(split_documents))
         wrapped = []
         for start in range(0, len(split_documents), ENCODE_BATCH_DOCUMENTS):

@@ -151,14 +151,14 @@ def from_hf_state_dict(
                 source,
             )
         state[stacked_name] = torch.stack([experts[index] for index in range(count)])
-    if model.config.tie_word_embeddings:
-        state.setdefault("lm_head.weight", state.get("model.embed_tokens.weight"))
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise ValueError(f"{source}: unexpected keys for this config: {unexpected[:5]}")
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise ValueError(f"{source}: missing keys: {missing[:5]}")
+    if model.config.tie_word_embeddings and "model.embed_tokens.weight" in state:
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+    unexpected_keys = sorted(set(state) - set(expected))
+    if unexpected_keys:
+        raise ValueError(f"{source}: unexpected keys for this config: {unexpected_keys[:5]}")
+    missing_keys = sorted(set(expected) - set(state))
+    if missing_keys:
+        raise ValueError(f"{source}: missing keys: {missing_keys[:5]}")
     for name, tensor in state.items():
         _check_shape(name, tensor, expected[name].shape, source)
     return state

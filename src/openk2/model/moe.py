@@ -41,6 +41,8 @@ class SwiGLU(nn.Module):
 class Router(nn.Module):
     """The `noaux_tc` top-k gate; all its arithmetic is fp32."""
 
+    e_score_correction_bias: torch.Tensor  # a buffer: [n_routed_experts] fp32
+
     def __init__(self, config: K2Config) -> None:
         super().__init__()
         self.top_k = config.num_experts_per_tok

@@ -34,13 +34,9 @@ def rope_inverse_frequencies(
     if scaling is None:
         return freq_extrapolated, 1.0
     freq_interpolated = freq_extrapolated / scaling.factor
-    low = math.floor(
-        yarn_correction_dim(scaling.beta_fast, dim, base, scaling.original_max_position_embeddings)
-    )
-    high = math.ceil(
-        yarn_correction_dim(scaling.beta_slow, dim, base, scaling.original_max_position_embeddings)
-    )
-    low, high = max(low, 0), min(high, dim - 1)
+    original = scaling.original_max_position_embeddings
+    low = max(math.floor(yarn_correction_dim(scaling.beta_fast, dim, base, original)), 0)
+    high: float = min(math.ceil(yarn_correction_dim(scaling.beta_slow, dim, base, original)), dim - 1)
     if low == high:
         high += 0.001  # the released code's guard against a zero-width ramp
     ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)

@@ -114,10 +114,10 @@ class K2ForCausalLM(nn.Module):
         return CausalLMOutput(logits=logits, loss=loss, aux_loss=aux_loss)
 
     def attention_modules(self) -> list[MultiHeadLatentAttention]:
-        return [layer.self_attn for layer in self.model.layers]
+        return [module for module in self.modules() if isinstance(module, MultiHeadLatentAttention)]
 
     def moe_modules(self) -> list[MoE]:
-        return [layer.mlp for layer in self.model.layers if isinstance(layer.mlp, MoE)]
+        return [module for module in self.modules() if isinstance(module, MoE)]
 
     # -- HF checkpoints (checkpoint.py imports this class, hence the local import) ---------------------
     @classmethod

@@ -169,7 +169,9 @@ def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> Trai
     """Restore model, optimizer, schedule, this rank's loader position and RNG from `directory`."""
     with torch.device("meta"):
         reference = K2ForCausalLM(trainable.config)  # expected keys and shapes, no memory
-    model_state = from_hf_state_dict(read_checkpoint_tensors(directory), reference, source=str(directory))
+    model_state: dict[str, Any] = from_hf_state_dict(
+        read_checkpoint_tensors(directory), reference, source=str(directory)
+    )
     set_model_state_dict(trainable.model, model_state, options=StateDictOptions(full_state_dict=True))
     optimizer_state = torch.load(directory / "optimizer.pt", weights_only=True)
     set_optimizer_state_dict(

@@ -41,6 +41,10 @@ class ExpertParallelExperts(nn.Module):
     *global* expert [E]; summed over all data-parallel ranks it is the single-process count of the global batch.
     """
 
+    gate_proj: nn.Parameter  # DTensors [E, ...], Shard(0) over ep
+    up_proj: nn.Parameter
+    down_proj: nn.Parameter
+
     def __init__(self, experts: RoutedExperts, ep_mesh: DeviceMesh) -> None:
         super().__init__()
         ranks = ep_mesh.size()

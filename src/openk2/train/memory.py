@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -40,9 +40,10 @@ from openk2.train.recipe import MemorySection
 from openk2.train.recompute import RecomputedOutputs, RecomputedView, Stage, recompute_stage
 
 Packed = torch.Tensor | Fp8Tiles | Offloaded | RecomputedView
+Model = TypeVar("Model", bound=nn.Module)
 
 
-def apply_memory_policy(model: nn.Module, config: MemorySection) -> nn.Module:
+def apply_memory_policy(model: Model, config: MemorySection) -> Model:
     """Applies the recipe's switched-on [memory] techniques to model (in place, once) and returns it."""
     if config.is_default:
         return model

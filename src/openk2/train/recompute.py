@@ -103,7 +103,8 @@ class RecomputedOutputs:
         if found is None or found[0]() is None:
             return None
         _, run, output_index = found
-        return RecomputedView(run, output_index, tensor.size(), tensor.stride(), tensor.storage_offset())
+        offset = int(tensor.storage_offset())  # a plain int outside torch.compile
+        return RecomputedView(run, output_index, tensor.size(), tensor.stride(), offset)
 
     def run(
         self, stage: Stage, parameters: Sequence[nn.Parameter], inputs: Sequence[torch.Tensor]

@@ -74,8 +74,10 @@ def _steps(records: list[StepRecord]) -> list[int]:
 
 def _plot_loss(axes: Axes, records: list[StepRecord]) -> None:
     axes.plot(_steps(records), [r.loss for r in records], label="train", linewidth=1)
-    evaluated = [r for r in records if r.val_loss is not None]
-    axes.plot(_steps(evaluated), [r.val_loss for r in evaluated], "o-", label="validation (held-out)")
+    evaluated = [(r.step, r.val_loss) for r in records if r.val_loss is not None]
+    axes.plot(
+        [step for step, _ in evaluated], [loss for _, loss in evaluated], "o-", label="validation (held-out)"
+    )
     axes.set_ylabel("cross-entropy (nats)")
 
 
