@@ -1,7 +1,7 @@
-"""OpenAI chat messages and tools: the one message format that crosses every stage (design.md).
+"""OpenAI chat messages and tools: the one message format that crosses every stage (docs/architecture.md).
 
 The models mirror OpenAI's wire format exactly, so any message list can be sent to an
-OpenAI-compatible server as it is; `trajectory.md` stores them unchanged and keeps its
+OpenAI-compatible server as it is; a trajectory (`openk2.gym.records`) stores them unchanged and keeps its
 metadata beside them.
 """
 

@@ -249,7 +249,7 @@ class MultiHeadLatentAttention(nn.Module):
 
     @torch.no_grad()
     def qk_clip_(self, gamma_per_head: torch.Tensor) -> None:
-        """K2 report §2.1 / spec §2.6: scale head h's logits by γ_h touching only its unshared parts.
+        """K2 report §2.1, Algorithm 1: scale head h's logits by γ_h touching only its unshared parts.
 
         q^C and k^C rows × √γ_h, q^R rows × γ_h; v rows and the shared rotary key k^R are left alone.
         Heads with γ_h ≥ 1 are not written at all.

@@ -1,6 +1,6 @@
 """Distributed Muon: Newton–Schulz must see whole matrices, never one rank's shard of them.
 
-Moonlight's Distributed Muon (ZeRO-1 scheme, spec §2.4): momentum on the local shard, gather the full
+Moonlight's Distributed Muon (ZeRO-1 scheme, Moonlight §2): momentum on the local shard, gather the full
 matrix, orthogonalise, keep the local slice. A shard that already holds whole matrices (stacked experts split along the expert dim)
 is orthogonalised where it lies, with no communication: that is "assign whole matrices to ranks".
 """

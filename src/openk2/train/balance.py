@@ -1,4 +1,4 @@
-"""Auxiliary-loss-free expert balancing (DeepSeek-V3 §2.1.2, which K2 inherits; spec §1.4).
+"""Auxiliary-loss-free expert balancing (DeepSeek-V3 §2.1.2; the K2 report names no rule, docs/architecture.md).
 
 Each routed expert i has a bias b_i that is added to its routing score only to choose the top-k experts.
 After every optimizer step, b_i ← b_i + u·sign(mean load − load_i): an overloaded expert becomes less
