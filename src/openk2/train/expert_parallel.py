@@ -18,10 +18,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed._functional_collectives import all_to_all_single_autograd, wait_tensor
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+from torch.distributed.tensor import Shard, distribute_tensor
 
 from openk2.model.moe import RoutedExperts, grouped_down_projection, grouped_up_projections
 from openk2.model.protocols import extension_point, wrapped_stages
+from openk2.optim.distributed import local_tensor
 
 EXPERT_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
@@ -100,21 +101,18 @@ class ExpertParallelExperts(nn.Module):
         mixing = expert_weights.reshape(-1).index_select(0, slot_order)[:, None].to(returned.dtype)
         return torch.zeros_like(x).index_add_(0, token_of_slot, returned * mixing), tokens_per_expert
 
-    # to_local(): this rank's [E/ep, ...] shards as plain tensors, views that pass gradients back to the DTensors
+    # local_tensor: this rank's [E/ep, ...] shards as plain tensors, views that pass gradients back to the DTensors
     @extension_point
     def up_projections(
         self, routed: torch.Tensor, group_ends: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return grouped_up_projections(routed, _local(self.gate_proj), _local(self.up_proj), group_ends)
+        return grouped_up_projections(
+            routed, local_tensor(self.gate_proj), local_tensor(self.up_proj), group_ends
+        )
 
     @extension_point
     def down_projection(self, hidden: torch.Tensor, group_ends: torch.Tensor) -> torch.Tensor:
-        return grouped_down_projection(hidden, _local(self.down_proj), group_ends)
-
-
-def _local(weight: torch.Tensor) -> torch.Tensor:
-    assert isinstance(weight, DTensor), "expert weights are DTensors over the ep mesh"
-    return weight.to_local()
+        return grouped_down_projection(hidden, local_tensor(self.down_proj), group_ends)
 
 
 def _all_to_all(
