@@ -14,6 +14,7 @@ from rich.table import Table
 
 from openk2.rephrase.prompts import MODES
 from openk2.serve.cli import add_chat_arguments, add_serve_arguments
+from openk2.sft.cli import add_arguments as add_sft_arguments
 
 console = Console()
 
@@ -156,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     pre.set_defaults(run=pretrain)
+
+    add_sft_arguments(
+        verbs.add_parser("sft", help="supervised fine-tuning on chat, trajectory, preference and task data")
+    )
 
     rep = verbs.add_parser(
         "rephrase", help="rewrite documents chunk by chunk (knowledge / math notes / translation), verified"
