@@ -124,7 +124,7 @@ def test_tasks_become_prompt_then_reference_answer_and_keep_their_split(tmp_path
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
-        (dict(kind="chat", path="missing.jsonl"), "path: missing.jsonl is not a file"),
+        (dict(kind="chat", path="missing.jsonl"), "missing.jsonl is not a file"),
         (dict(kind="chat", min_reward=0.5), "min_reward: only trajectories carry a reward, not chat"),
         (dict(kind="chats"), "kind"),
         (dict(kind="chat", weight=0), "weight"),
@@ -134,3 +134,11 @@ def test_bad_source_settings_are_named(tmp_path: Path, fields: dict, problem: st
     path = write_jsonl(tmp_path / "data.jsonl", [GOOD])
     with pytest.raises(ValueError, match=problem):
         SourceSection.model_validate({"path": str(path), **fields})
+
+
+@pytest.mark.parametrize(("kind", "name"), [("chat", "chat.jsonl"), ("preference", "preference.jsonl")])
+def test_the_shipped_samples_read_without_a_problem(kind: str, name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "samples" / "sft" / name
+    read = read_source(SourceSection(kind=kind, path=path))
+    assert read.problems == [] and read.records >= 6
+    assert len(read.conversations) == read.records * (2 if kind == "preference" else 1)
