@@ -133,6 +133,20 @@ def tool_trajectories(count: int, seed: int, prefix: str) -> list[Trajectory]:
     return trajectories
 
 
+def small_mixture(directory: Path) -> list[dict[str, Any]]:
+    """Two short sources for runs that test the loop, not learning: reversal tasks (weight 3) and chat records
+    exported from tool trajectories (`Trajectory.sft_example()`, tools left undeclared to keep them short)."""
+    train, test = reversal_tasks(40, 8, seed=0)
+    chats = [
+        {**trajectory.sft_example(), "tools": []}
+        for trajectory in tool_trajectories(16, seed=1, prefix="chat")
+    ]
+    return [
+        dict(kind="tasks", path=write_jsonl(directory / "tasks.jsonl", train + test), weight=3.0),
+        dict(kind="chat", path=write_jsonl(directory / "chat.jsonl", chats), weight=1.0),
+    ]
+
+
 def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any] | str]) -> Path:
     """One record per line: models as their JSON, dicts as JSON, strings as they are (bad lines for tests)."""
     lines = []

@@ -15,17 +15,17 @@ from openk2.train.batch import IGNORE_INDEX, PADDING_DOCUMENT
 from tests.chat.chat_dialogues import TOOLS, WEATHER_DIALOGUE
 from tests.chat.tiny_tokenizer import tiny_tokenizer
 
-# what the assistant wrote in WEATHER_DIALOGUE, as K2 reads it (report App. B), each closed by <|im_end|>
-ASSISTANT_PARTS = [
-    "Let me check.<|tool_calls_section_begin|>"
-    '<|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|>'
-    '<|tool_call_begin|>functions.get_weather:1<|tool_call_argument_begin|>{"city": "Rome"}<|tool_call_end|>'
-    "<|tool_calls_section_end|><|im_end|>",
-    "<|tool_calls_section_begin|>"
-    "<|tool_call_begin|>functions.get_time:2<|tool_call_argument_begin|>{}<|tool_call_end|>"
-    "<|tool_calls_section_end|><|im_end|>",
-    "Paris: 18C, clear. Rome: 21C, rain.<|im_end|>",
-]
+
+def wire_format(message: dict) -> str:
+    """An assistant message as K2 reads it (report App. B), written out from the format, not the renderer."""
+    calls = "".join(
+        f"<|tool_call_begin|>{call['id']}<|tool_call_argument_begin|>{call['function']['arguments']}<|tool_call_end|>"
+        for call in message.get("tool_calls") or []
+    )
+    section = f"<|tool_calls_section_begin|>{calls}<|tool_calls_section_end|>" if calls else ""
+    return f"{message.get('content') or ''}{section}<|im_end|>"
+
+
 SHORT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
 
 
@@ -53,15 +53,20 @@ def _labelled_runs(labels: torch.Tensor) -> list[list[int]]:
 
 @pytest.mark.parametrize("template", ["k2-0905", "k2-0711"])
 def test_labels_of_a_packed_row_are_exactly_the_assistant_parts(tokenizer: Tokenizer, template: str) -> None:
+    dialogues = [(WEATHER_DIALOGUE, TOOLS), (SHORT, [])]
     examples = [
         training_example(tokenizer, _conversation(messages, tools), 1024, template, "json")
-        for messages, tools in ((WEATHER_DIALOGUE, TOOLS), (SHORT, []))
+        for messages, tools in dialogues
     ]
     assert all(example is not None and not example.truncated for example in examples)
     seq_len = sum(len(example) for example in examples) + 5
     batch = pack_rows([examples], seq_len, pad_id=0)
     decoded = [tokenizer.decode(run, skip_special_tokens=False) for run in _labelled_runs(batch.labels[0])]
-    assert decoded == [*ASSISTANT_PARTS, "Hello.<|im_end|>"]
+    expected = [wire_format(m) for messages, _ in dialogues for m in messages if m["role"] == "assistant"]
+    assert decoded == expected
+    assert expected[0].startswith(
+        "Let me check.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0"
+    )
     # everything else is in the row but unlabelled: the system prompt, users, tool results, headers, padding
     first, second = len(examples[0]), len(examples[1])
     assert batch.input_ids[0, :first].tolist() == examples[0].ids.tolist()

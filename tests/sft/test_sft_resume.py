@@ -13,9 +13,8 @@ import pytest
 
 from openk2.train import find_checkpoints
 from openk2.train.metrics import read_metrics
-from tests.sft.sft_data import reversal_tasks, write_jsonl
+from tests.sft.sft_data import small_mixture
 from tests.sft.sft_recipe import sft_sections, write_sft_recipe
-from tests.sft.test_sources import GOOD
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 30
@@ -43,14 +42,7 @@ def _finish(process: subprocess.Popen[bytes]) -> None:
 def test_sigkill_mid_run_then_resume_reproduces_the_uninterrupted_run(
     pretrained_checkpoint: Path, tmp_path: Path
 ) -> None:
-    train, test = reversal_tasks(40, 8, seed=0)
-    sources = [
-        dict(kind="tasks", path=write_jsonl(tmp_path / "tasks.jsonl", train + test), weight=3.0),
-        dict(
-            kind="chat",
-            path=write_jsonl(tmp_path / "chat.jsonl", [{**GOOD, "id": f"c{i}"} for i in range(12)]),
-        ),
-    ]
+    sources = small_mixture(tmp_path)
 
     def recipe(name: str) -> Path:
         run = dict(steps=STEPS, checkpoint_every=4, val_every=10)

@@ -36,8 +36,11 @@ _VERDICT_LINE = re.compile(r"^\s*Verdict:\s*([AB])\s*$", re.MULTILINE)
 class Criterion(Protocol):
     """One rubric criterion; `openk2.gym.RubricItem` is one."""
 
-    name: str
-    description: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -141,11 +141,9 @@ def build_sft_data(recipe: SFTRecipe, tokenizer: Tokenizer, strict: bool = False
             else ""
         )
         raise ValueError(f"--strict: {len(problems)} unusable records: {shown}{more}")
-    for index, (source, summary) in enumerate(zip(settings.sources, summaries, strict=True)):
-        if summary.train_conversations == 0:
-            raise ValueError(
-                f"[sft].sources[{index}]: {source.path}: no training conversations ({summary.line()})"
-            )
+    for index, counted in enumerate(summaries):
+        if counted.train_conversations == 0:
+            raise ValueError(f"[sft].sources[{index}]: no training conversations ({counted.line()})")
     if not validation:
         raise ValueError("[sft]: no held-out conversations for the validation loss; raise [sft].val_fraction")
     summary = DataSummary(seq_len=settings.seq_len, template=settings.template, sources=summaries)

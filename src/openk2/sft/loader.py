@@ -68,7 +68,7 @@ class ConversationLoader:
         return self
 
     def __next__(self) -> TokenBatch:
-        rows = []
+        rows: list[list[TrainingExample]] = []
         while len(rows) < self.batch_size:
             keys = self.packer.next_row()
             if self.rows % self.world_size == self.rank:

@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from openk2.chat.template import DeclarationStyle, TemplateName
 from openk2.model import K2Config
-from openk2.recipes import describe_errors, read_recipe_toml
-from openk2.train.recipe import TrainingRecipe
+from openk2.train.recipe import TrainingRecipe, load_recipe
 
 SourceKind = Literal["chat", "trajectories", "preference", "tasks"]
 CHECKPOINT_FILES = ("config.json", "tokenizer.json")
@@ -28,12 +27,13 @@ class InitSection(_Section):
         description="any OpenK2 checkpoint directory (config.json, model.safetensors, tokenizer.json)"
     )
 
-    @model_validator(mode="after")
-    def _is_a_checkpoint(self) -> InitSection:
-        missing = [name for name in CHECKPOINT_FILES if not (self.checkpoint / name).is_file()]
+    @field_validator("checkpoint")
+    @classmethod
+    def _is_a_checkpoint(cls, checkpoint: Path) -> Path:
+        missing = [name for name in CHECKPOINT_FILES if not (checkpoint / name).is_file()]
         if missing:
-            raise ValueError(f"checkpoint: {self.checkpoint} lacks {missing}")
-        return self
+            raise ValueError(f"{checkpoint} lacks {missing}")
+        return checkpoint
 
 
 class SourceSection(_Section):
@@ -53,10 +53,15 @@ class SourceSection(_Section):
         default=None, description="trajectories only: keep those whose reward is at least this"
     )
 
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: Path) -> Path:
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file")
+        return path
+
     @model_validator(mode="after")
-    def _exists_and_fits_its_kind(self) -> SourceSection:
-        if not self.path.is_file():
-            raise ValueError(f"path: {self.path} is not a file")
+    def _fits_its_kind(self) -> SourceSection:
         if self.min_reward is not None and self.kind != "trajectories":
             raise ValueError(f"min_reward: only trajectories carry a reward, not {self.kind}")
         return self
@@ -92,8 +97,4 @@ class SFTRecipe(TrainingRecipe):
 
 def load_sft_recipe(path: Path) -> SFTRecipe:
     """Read and validate an SFT recipe; every problem is reported as `<file>: [section].field: message`."""
-    document = read_recipe_toml(path)
-    try:
-        return SFTRecipe.model_validate(document)
-    except ValidationError as error:
-        raise ValueError(f"{path}: {describe_errors(error)}") from None
+    return load_recipe(path, SFTRecipe)

@@ -9,6 +9,7 @@ held out, skipped, truncated) and `skipped.jsonl` (each unusable record with its
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from openk2.sft.loader import ConversationLoader, validation_batches
 from openk2.sft.recipe import SFTRecipe, load_sft_recipe
 from openk2.tokenizer import load_tokenizer
 from openk2.tokenizer.special_tokens import PAD
-from openk2.train import RunSummary, Stage, train
+from openk2.train import RunSummary, Stage, TokenBatch, train
 from openk2.train.world import join_world
 
 DATA_SUMMARY = "data_summary.json"
@@ -82,7 +83,7 @@ def sft_stage(recipe: SFTRecipe, tokenizer: Tokenizer, data: SFTData) -> Stage:
         world_size=world.world_size,
     )
 
-    def held_out() -> object:
+    def held_out() -> Iterator[TokenBatch]:
         return validation_batches(
             data.validation,
             seq_len=settings.seq_len,

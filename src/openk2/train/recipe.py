@@ -9,7 +9,7 @@ decay to 2e-5, weight decay 0.1. A misspelt key or a bad value is an error namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -281,10 +281,15 @@ class Recipe(TrainingRecipe):
         )
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate a TOML recipe; every problem is reported as `<file>: [section].field: message`."""
+RecipeType = TypeVar("RecipeType", bound=TrainingRecipe)
+
+
+# mypy cannot see that the default is one of the types RecipeType stands for
+def load_recipe(path: Path, recipe_type: type[RecipeType] = Recipe) -> RecipeType:  # type: ignore[assignment]
+    """Read and validate a TOML recipe (pre-training's unless told); every problem is reported as
+    `<file>: [section].field: message`."""
     document = read_recipe_toml(path)
     try:
-        return Recipe.model_validate(document)
+        return recipe_type.model_validate(document)
     except ValidationError as error:
         raise ValueError(f"{path}: {describe_errors(error)}") from None
