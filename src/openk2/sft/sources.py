@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from openk2.chat import Message, ToolSpec
+from openk2.chat import Message, ToolSpec, validate_messages, validate_tools
 from openk2.gym import Task, Trajectory
 from openk2.recipes import describe_errors
 from openk2.sft.conversation import (
@@ -125,8 +125,10 @@ def _conversations(source: SourceSection, raw: Any, origin: str) -> list[Convers
             trajectory.reward is None or trajectory.reward < source.min_reward
         ):
             raise _Filtered
+        example = trajectory.sft_example()  # the gym's SFT export: messages + tools
+        messages, tools = validate_messages(example["messages"]), validate_tools(example["tools"])
         # every trajectory of a task lands on the same side of the split: held out means an unseen task
-        return [Conversation(trajectory.messages, trajectory.tools, origin, f"task:{trajectory.task_id}")]
+        return [Conversation(messages, tools, origin, f"task:{trajectory.task_id}")]
     if source.kind == "preference":
         record = _validated(PreferenceRecord, raw)
         key = record.id or _content_key(raw)
