@@ -43,14 +43,16 @@ def test_sft_raises_held_out_exact_match_and_well_formed_tool_calls(
     )
     result = sft(write_sft_recipe(tmp_path / "sft.toml", sections, sources), progress=False)
 
-    def measure(checkpoint: Path) -> tuple[float, float]:
+    def measure(checkpoint: Path) -> tuple[float, float, float]:
         engine = K2Engine.from_checkpoint(checkpoint)
-        return exact_match_rate(engine, test_tasks), tool_call_rates(engine, test_trajectories).well_formed
+        rates = tool_call_rates(engine, test_trajectories)
+        return exact_match_rate(engine, test_tasks), rates.well_formed, rates.matching
 
-    exact_before, well_formed_before = measure(pretrained_checkpoint)
-    exact_after, well_formed_after = measure(result.run.checkpoint)
+    exact_before, well_formed_before, matching_before = measure(pretrained_checkpoint)
+    exact_after, well_formed_after, matching_after = measure(result.run.checkpoint)
     print(
-        f"exact match {exact_before:.2f} -> {exact_after:.2f}, well-formed {well_formed_before:.2f} -> {well_formed_after:.2f}"
+        f"exact match {exact_before:.2f} -> {exact_after:.2f}, well-formed tool calls {well_formed_before:.2f} -> "
+        f"{well_formed_after:.2f}, matching the reference {matching_before:.2f} -> {matching_after:.2f}"
     )
     assert exact_before <= 0.05 and exact_after >= 0.5
     assert well_formed_before <= 0.05 and well_formed_after >= 0.6

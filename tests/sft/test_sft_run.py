@@ -143,20 +143,24 @@ def test_report_names_the_stage_and_the_data(finished) -> None:
     assert result.run.sample.startswith("user: Reverse the digits: 1 2 3\nassistant: ")
 
 
-def test_strict_refuses_the_run_naming_every_bad_record(finished, capsys) -> None:
-    recipe_path, _ = finished
+def test_strict_refuses_the_run_naming_every_bad_record(finished, capsys, tmp_path: Path) -> None:
+    recipe_path, result = finished
+    strict = tmp_path / "strict.toml"
+    strict.write_text(recipe_path.read_text().replace('name = "sft"', 'name = "strict"'))
     with pytest.raises(SystemExit) as stopped:
-        main(["sft", "--recipe", str(recipe_path), "--strict"])
+        main(["sft", "--recipe", str(strict), "--strict"])
     assert stopped.value.code == 2
     error = " ".join(capsys.readouterr().out.split())
     assert "--strict: 3 unusable records" in error
-    assert (
-        "chat.jsonl:2: messages: no assistant message" in error
-        and "chat.jsonl:4: messages[1].tool_call_id" in error
-    )
+    assert "chat.jsonl:2: messages: no assistant message" in error
+    assert "chat.jsonl:4: messages[1].tool_call_id" in error
+    assert not (result.run.run_dir.parent / "strict").exists()
 
 
-def test_a_rerun_without_resume_refuses_to_overwrite(finished) -> None:
-    recipe_path, _ = finished
+def test_a_rerun_without_resume_refuses_before_touching_the_run(finished) -> None:
+    recipe_path, result = finished
+    summary_file = result.run.run_dir / DATA_SUMMARY
+    written = summary_file.stat().st_mtime_ns
     with pytest.raises(ValueError, match="already holds checkpoints"):
         sft(recipe_path, progress=False)
+    assert summary_file.stat().st_mtime_ns == written

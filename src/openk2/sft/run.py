@@ -26,6 +26,7 @@ from openk2.sft.recipe import SFTRecipe, load_sft_recipe
 from openk2.tokenizer import load_tokenizer
 from openk2.tokenizer.special_tokens import PAD
 from openk2.train import RunSummary, Stage, TokenBatch, train
+from openk2.train.loop import refuse_to_overwrite
 from openk2.train.world import join_world
 
 DATA_SUMMARY = "data_summary.json"
@@ -42,6 +43,7 @@ class SFTRun:
 def sft(recipe_path: Path, resume: bool = False, strict: bool = False, progress: bool = True) -> SFTRun:
     """What `openk2 sft --recipe PATH [--resume] [--strict]` runs."""
     recipe = load_sft_recipe(recipe_path)
+    refuse_to_overwrite(recipe.run.run_dir, resume)  # before the data files below are written into it
     world = join_world()
     console = Console(stderr=True, quiet=not (progress and world.is_main))
     tokenizer = load_tokenizer(recipe.init.checkpoint / "tokenizer.json")

@@ -290,6 +290,16 @@ def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World
     return model
 
 
+def refuse_to_overwrite(run_dir: Path, resume: bool) -> None:
+    """A run directory with checkpoints is continued (--resume) or left alone, never started over."""
+    newest = find_checkpoints(run_dir).valid[-1:]
+    if newest and not resume:
+        raise ValueError(
+            f"{run_dir}: already holds checkpoints (newest {newest[0].name}); pass --resume to "
+            "continue the run, or change [run].name"
+        )
+
+
 def restore_if_resuming(
     run_dir: Path,
     trainable: Trainable,
@@ -299,14 +309,10 @@ def restore_if_resuming(
     display: TrainingProgress,
     recipe: TrainingRecipe,
 ) -> TrainerState:
-    scan = find_checkpoints(run_dir)
+    refuse_to_overwrite(run_dir, resume)
     if not resume:
-        if scan.valid:
-            raise ValueError(
-                f"{run_dir}: already holds checkpoints (newest {scan.valid[-1].name}); pass --resume to "
-                "continue the run, or change [run].name"
-            )
         return fresh
+    scan = find_checkpoints(run_dir)
     for path, problem in scan.invalid:
         display.note(f"skipping incomplete checkpoint {path}: {problem}")
     if not scan.valid:
