@@ -17,7 +17,7 @@ import pytest
 from openk2.chat import Message
 from openk2.data.config import DataConfig
 from openk2.data.tokenize_corpus import tokenize_corpus
-from openk2.llm import BatchingLLM, ChatRequest, LLMConfig
+from openk2.llm import LLM, ChatRequest, LLMConfig
 from openk2.rephrase import RephraseConfig, RephraseSummary, rephrase_corpus
 from openk2.rephrase.chunking import chunk_document, sentence_spans, stitch
 from openk2.rephrase.token_counter import TokenCounter
@@ -44,7 +44,7 @@ class LenientRun:
 
 
 @pytest.fixture(scope="module")
-def lenient_run(tmp_path_factory: pytest.TempPathFactory, batching_teacher: BatchingLLM) -> LenientRun:
+def lenient_run(tmp_path_factory: pytest.TempPathFactory, batching_teacher: LLM) -> LenientRun:
     """Two paragraphs rewritten in process, one at a time, with the rewrite calls recorded."""
     directory = tmp_path_factory.mktemp("lenient")
     documents = write_documents(directory / "docs.jsonl", ["penicillin", "great-barrier-reef"])

@@ -49,7 +49,7 @@ def test_endpoint_tool_call_keeps_k2_ids_and_returns_the_token_span(scripted, en
 
 
 def test_batch_and_async_calls_are_served_concurrently(scripted, endpoint):
-    before = sum(size * count for size, count in scripted.llm.batch_sizes.items())
+    before = scripted.engine.scheduler.stats.finished
     replies = endpoint.chat_batch([chat_request(QUESTION) for _ in range(8)])
     assert [reply.message.content for reply in replies] == [ANSWER] * 8
 
@@ -58,7 +58,7 @@ def test_batch_and_async_calls_are_served_concurrently(scripted, endpoint):
         return [reply.message.content for reply in replies]
 
     assert asyncio.run(ask()) == [ANSWER] * 4
-    assert sum(size * count for size, count in scripted.llm.batch_sizes.items()) == before + 12
+    assert scripted.engine.scheduler.stats.finished == before + 12
 
 
 def test_server_side_request_errors_arrive_naming_the_field(endpoint):

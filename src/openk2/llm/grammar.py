@@ -1,0 +1,101 @@
+"""Grammar-constrained decoding with llguidance: which tokens may come next, so the output must parse.
+
+A grammar is a Lark text (llguidance's dialect): `%json {schema}` embeds a JSON Schema, `<[id]>` one
+token by id (K2's tool-call markers are single tokens). A `TokenMatcher` follows one reply token by
+token and gives the mask of allowed next tokens; once the grammar is complete only the end-of-turn
+tokens remain allowed. A `GrammarPlan` may wait for a trigger text before it starts: that is K2's
+"enforcer" (report App. B), which imposes the call format and the arguments' schema once the model
+opens a tool-calls section by itself.
+
+llguidance is what SGLang and vLLM use; its CPU wheel is self-contained (no torch, no triton).
+"""
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import llguidance
+import numpy as np
+import torch
+
+from openk2.chat import ChatFormatError
+
+# JSON as K2's template writes arguments (`json.dumps` defaults): ", " and ": ", no other whitespace.
+COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def json_rule(schema: Mapping[str, Any]) -> str:
+    """A Lark fragment accepting exactly the compact JSON texts that `schema` accepts."""
+    return "%json " + json.dumps({**schema, "x-guidance": COMPACT_JSON})
+
+
+def lark_literal(text: str) -> str:
+    """`text` as a Lark string literal."""
+    return json.dumps(text)
+
+
+@dataclass(frozen=True)
+class GrammarPlan:
+    """A grammar for one reply: active from the first token, or from the end of `trigger` on."""
+
+    lark: str
+    field: str  # the request field the grammar comes from, named when it cannot be compiled
+    trigger: str | None = None
+
+
+class GrammarCompiler:
+    """Compiles grammars for one tokenizer and model vocabulary."""
+
+    def __init__(self, tokenizer_json: str, vocab_size: int, end_ids: Sequence[int]) -> None:
+        self.vocab_size = vocab_size
+        self._tokenizer = llguidance.LLTokenizer(tokenizer_json, n_vocab=vocab_size, eos_token=list(end_ids))
+        self._checked: dict[str, str] = {}  # lark -> compiled grammar, for repeated requests
+
+    def check(self, plan: GrammarPlan) -> str:
+        """The compiled grammar; a grammar that does not compile is the request's fault (ChatFormatError)."""
+        if plan.lark not in self._checked:
+            grammar = llguidance.LLMatcher.grammar_from_lark(plan.lark)
+            problem = llguidance.LLMatcher.validate_grammar(grammar, self._tokenizer)
+            if problem and not problem.startswith("WARNING"):
+                reason = " ".join(problem.split("\n", 1)[0].split())
+                raise ChatFormatError(f"{plan.field}: cannot be compiled to a grammar: {reason}")
+            self._checked[plan.lark] = grammar
+        return self._checked[plan.lark]
+
+    def matcher(self, plan: GrammarPlan) -> "TokenMatcher":
+        return TokenMatcher(
+            llguidance.LLMatcher(self._tokenizer, self.check(plan), log_level=0), self.vocab_size
+        )
+
+
+class TokenMatcher:
+    """One reply's position in its grammar."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int) -> None:
+        self._matcher = matcher
+        self._vocab_size = vocab_size
+
+    def allowed(self) -> torch.Tensor:
+        """[vocab] bool: the tokens the grammar allows next (only end-of-turn once it is complete)."""
+        bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
+        return torch.from_numpy(np.unpackbits(bits, bitorder="little")[: self._vocab_size].astype(bool))
+
+    def consume(self, token_ids: Sequence[int]) -> None:
+        if not self._matcher.consume_tokens(list(token_ids)):
+            raise RuntimeError(f"grammar: tokens {list(token_ids)} rejected: {self._matcher.get_error()}")
+
+    @property
+    def failed(self) -> str:
+        """Why the matcher stopped following the reply; '' while it follows it."""
+        return self._matcher.get_error()
+
+
+def triggered_matcher(
+    compiler: GrammarCompiler, plan: GrammarPlan, text_after_trigger: str, encode: Callable[[str], list[int]]
+) -> TokenMatcher:
+    """A matcher that has read `text_after_trigger`, the part of the reply after the trigger text."""
+    matcher = compiler.matcher(plan)
+    if text_after_trigger:
+        matcher.consume(encode(text_after_trigger))
+    return matcher
