@@ -41,3 +41,10 @@ def untrained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A random-weight checkpoint behind a batch of one and a queue of one: easy to overload, emits junk."""
     directory = write_untrained_checkpoint(tmp_path_factory.mktemp("untrained"))
     yield from serve(K2Engine.from_checkpoint(directory, max_batch_size=1, max_pending=1))
+
+
+@pytest.fixture(scope="package")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A random-weight checkpoint with the default batch and queue: junk that only a grammar can shape."""
+    directory = write_untrained_checkpoint(tmp_path_factory.mktemp("random"), seed=2)
+    yield from serve(K2Engine.from_checkpoint(directory))

@@ -11,6 +11,7 @@ llguidance is what SGLang and vLLM use; its CPU wheel is self-contained (no torc
 """
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,12 @@ def json_rule(schema: Mapping[str, Any]) -> str:
 def lark_literal(text: str) -> str:
     """`text` as a Lark string literal."""
     return json.dumps(text)
+
+
+def _reason(problem: str) -> str:
+    """llguidance's message without its excerpt of our generated grammar (position, source lines, carets)."""
+    lines = [line for line in problem.splitlines() if not re.match(r"^\s*(\d+ \||\^+\s*$|$)", line)]
+    return re.sub(r"^at \d+\(\d+\): ", "", " ".join(" ".join(lines).split()))
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,7 @@ class GrammarCompiler:
             grammar = llguidance.LLMatcher.grammar_from_lark(plan.lark)
             problem = llguidance.LLMatcher.validate_grammar(grammar, self._tokenizer)
             if problem and not problem.startswith("WARNING"):
-                reason = " ".join(problem.split("\n", 1)[0].split())
-                raise ChatFormatError(f"{plan.field}: cannot be compiled to a grammar: {reason}")
+                raise ChatFormatError(f"{plan.field}: cannot be compiled to a grammar: {_reason(problem)}")
             self._checked[plan.lark] = grammar
         return self._checked[plan.lark]
 

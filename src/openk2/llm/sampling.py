@@ -57,7 +57,7 @@ class Choice:
     top_logprobs: dict[int, float] | None
 
 
-def _truncate(scaled: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+def truncated_probs(scaled: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """Probabilities of one row after top-k, top-p and min-p (the rules of vLLM and HF)."""
     probs = scaled.softmax(dim=-1)
     if params.top_k and params.top_k < probs.shape[-1]:
@@ -89,7 +89,7 @@ def choose(logits: torch.Tensor, rows: list[RowSampler], allowed: list[torch.Ten
         if params.temperature == 0:
             token = int(adjusted.argmax())
         else:
-            probs = _truncate(adjusted / params.temperature, params)
+            probs = truncated_probs(adjusted / params.temperature, params)
             token = int(torch.multinomial(probs, 1, generator=row.generator))
         row.generated[token] += 1
         top = None

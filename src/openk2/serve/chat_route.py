@@ -19,7 +19,6 @@ from openk2.serve.metrics import RequestClock, ServerMetrics
 from openk2.serve.responses import ChunkWriter, completion_body, sse
 from openk2.serve.schemas import ChatCompletionRequest
 
-DISCONNECT_POLL_S = 0.1
 logger = logging.getLogger("openk2.serve")
 Item = TypeVar("Item")
 
@@ -48,13 +47,14 @@ def start_all(engine: InProcessEngine, prepared: list[PreparedRequest]) -> list[
 
 
 async def cancel_on_disconnect(http: Request, generations: list[Generation]) -> None:
-    """Poll the connection; when the client has gone, stop its generations (within a decoding step or two)."""
-    while not all(generation.finished for generation in generations):
-        if await http.is_disconnected():
+    """Wait for the client to go away (the body is read: the next message is the disconnect), then stop
+    its generations; the engine drops them at its next decoding step."""
+    while True:
+        message = await http.receive()
+        if message["type"] == "http.disconnect":
             for generation in generations:
                 generation.cancel()
             return
-        await asyncio.sleep(DISCONNECT_POLL_S)
 
 
 async def while_connected(
