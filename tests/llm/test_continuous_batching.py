@@ -7,7 +7,6 @@ never in seconds.
 
 import asyncio
 
-import pytest
 import torch
 
 from openk2.chat.tokens import IM_END
@@ -143,23 +142,26 @@ def test_every_request_keeps_its_own_stop_strings_and_budget(scripted_engine):
     assert named.finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize("policy", ["static"])
-def test_static_batching_admits_only_into_an_empty_batch(tmp_path, policy):
+def test_static_batching_runs_each_batch_to_its_longest_request(tmp_path):
+    """The baseline: a batch forms, every row is computed until the longest ends, then the next batch forms."""
     from openk2.llm.k2_engine import K2Engine
     from tests.llm.checkpoints import write_untrained_checkpoint
 
-    engine = K2Engine.from_checkpoint(write_untrained_checkpoint(tmp_path), policy=policy, max_batch_size=2)
+    engine = K2Engine.from_checkpoint(write_untrained_checkpoint(tmp_path), policy="static", max_batch_size=2)
     try:
 
         async def run() -> list[int]:
-            return [
-                r.usage.completion_tokens
-                for r in await asyncio.gather(*(engine.achat(greedy(t, 8)) for t in PROMPTS[:4]))
-            ]
+            budgets = [8, 3, 8, 3]
+            replies = await asyncio.gather(
+                *(
+                    engine.achat(greedy(text, budget, endless=True))
+                    for text, budget in zip(PROMPTS[:4], budgets, strict=True)
+                )
+            )
+            return [reply.usage.completion_tokens for reply in replies]
 
-        assert asyncio.run(run()) == [8, 8, 8, 8]
-        # two batches of two rows, never a third row joining a running batch
-        assert set(engine.scheduler.stats.batch_sizes) <= {1, 2}
-        assert engine.scheduler.stats.steps >= 2 * 7
+        assert asyncio.run(run()) == [8, 3, 8, 3]
+        # two batches of two rows, each 7 decoding steps long (the first token comes from the prefill)
+        assert engine.scheduler.stats.batch_sizes == {2: 14}
     finally:
         engine.close()

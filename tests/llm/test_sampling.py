@@ -13,7 +13,7 @@ from transformers.generation.logits_process import (
 )
 
 from openk2.llm import SamplingParams
-from openk2.llm.sampling import RowSampler, choose, truncated_probs
+from openk2.llm.sampling import RowSampler, choose, inverse_cdf_sample, truncated_probs
 
 VOCAB = 50
 
@@ -49,7 +49,7 @@ def test_frequency_and_presence_penalties_follow_openais_formula(logits):
 
 def test_logit_bias_steers_greedy_decoding(logits):
     target = int(logits.argmin())
-    row = RowSampler(SamplingParams(temperature=0, logit_bias=((target, 100.0),)), [])
+    row = RowSampler(SamplingParams(temperature=0, logit_bias=((target, 100.0),), return_tokens=True), [])
     [choice] = choose(logits[None], [row], [None])
     assert choice.token == target
     # the reported log-probability is the model's own, before the bias
@@ -73,7 +73,9 @@ def test_truncation_keeps_the_tokens_transformers_keeps(logits, params, warper):
 def test_a_grammar_mask_is_obeyed_and_the_logprob_stays_the_models(logits):
     allowed = torch.zeros(VOCAB, dtype=torch.bool)
     allowed[[3, 11]] = True
-    rows = [RowSampler(SamplingParams(temperature=1.0, seed=seed), []) for seed in range(20)]
+    rows = [
+        RowSampler(SamplingParams(temperature=1.0, seed=seed, return_tokens=True), []) for seed in range(20)
+    ]
     choices = choose(logits.expand(20, VOCAB), rows, [allowed] * 20)
     assert {choice.token for choice in choices} <= {3, 11}
     for choice in choices:
@@ -86,3 +88,14 @@ def test_top_logprobs_are_the_most_likely_tokens(logits):
     expected = (logits / 0.5).log_softmax(-1).topk(3)
     assert list(choice.top_logprobs) == expected.indices.tolist()
     assert list(choice.top_logprobs.values()) == pytest.approx(expected.values.tolist(), abs=1e-5)
+
+
+def test_inverse_cdf_sampling_draws_from_the_distribution():
+    """20,000 draws against the probabilities themselves: every count within 5 standard deviations."""
+    probs = torch.tensor([[0.5, 0.0, 0.2, 0.25, 0.05]]).expand(20_000, 5)
+    draws = inverse_cdf_sample(probs, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=5).double()
+    expected = 20_000 * probs[0].double()
+    spread = (expected * (1 - probs[0].double())).sqrt()
+    assert counts[1] == 0  # a zero-probability token is never drawn
+    assert ((counts - expected).abs() <= 5 * spread + 1e-9).all()

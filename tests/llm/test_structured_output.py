@@ -12,38 +12,10 @@ import pytest
 
 from openk2.chat import ChatFormatError
 from openk2.llm import SamplingParams, chat_request
-from tests.llm.checkpoints import CALLS_THE_TOOL, write_scripted_checkpoint
+from tests.llm.checkpoints import CALLS_THE_TOOL, CLOCK_TOOL, FORECAST_TOOL, write_scripted_checkpoint
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
-FORECAST = {
-    "type": "function",
-    "function": {
-        "name": "forecast",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "maxLength": 6},
-                "days": {"type": "integer", "minimum": 1, "maximum": 7},
-                "unit": {"enum": ["C", "F"]},
-            },
-            "required": ["city", "days"],
-            "additionalProperties": False,
-        },
-    },
-}
-CLOCK = {
-    "type": "function",
-    "function": {
-        "name": "clock",
-        "parameters": {
-            "type": "object",
-            "properties": {"zone": {"type": "string", "maxLength": 4}},
-            "required": ["zone"],
-            "additionalProperties": False,
-        },
-    },
-}
-TOOLS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in (FORECAST, CLOCK)}
+TOOLS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in (FORECAST_TOOL, CLOCK_TOOL)}
 
 
 def sampled(seed: int, **options: object) -> SamplingParams:
@@ -53,7 +25,9 @@ def sampled(seed: int, **options: object) -> SamplingParams:
 
 
 def test_required_always_yields_schema_valid_calls_from_a_random_model(untrained_engine):
-    requests = [chat_request(QUESTION, [FORECAST, CLOCK], sampled(seed), "required") for seed in range(24)]
+    requests = [
+        chat_request(QUESTION, [FORECAST_TOOL, CLOCK_TOOL], sampled(seed), "required") for seed in range(24)
+    ]
     names = set()
     for reply in untrained_engine.chat_batch(requests):
         assert reply.finish_reason == "tool_calls" and reply.errors == []
@@ -66,7 +40,9 @@ def test_required_always_yields_schema_valid_calls_from_a_random_model(untrained
 
 def test_parallel_tool_calls_false_gives_exactly_one_call(untrained_engine):
     requests = [
-        chat_request(QUESTION, [FORECAST, CLOCK], sampled(seed), "required", parallel_tool_calls=False)
+        chat_request(
+            QUESTION, [FORECAST_TOOL, CLOCK_TOOL], sampled(seed), "required", parallel_tool_calls=False
+        )
         for seed in range(8)
     ]
     assert [len(reply.message.tool_calls) for reply in untrained_engine.chat_batch(requests)] == [1] * 8
@@ -82,7 +58,7 @@ def test_a_named_call_continues_the_dialogue_wide_counter(untrained_engine):
     }
     dialogue = [*QUESTION, earlier, {"role": "tool", "tool_call_id": "functions.clock:0", "content": "12:00"}]
     named = {"type": "function", "function": {"name": "forecast"}}
-    reply = untrained_engine.chat(dialogue, [FORECAST, CLOCK], sampled(3), named)
+    reply = untrained_engine.chat(dialogue, [FORECAST_TOOL, CLOCK_TOOL], sampled(3), named)
     [call] = reply.message.tool_calls
     assert call.id == "functions.forecast:1"
     jsonschema.validate(json.loads(call.function.arguments), TOOLS["forecast"])

@@ -11,38 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import pytest
 
-from tests.llm.checkpoints import scripted_tokenizer
+from tests.llm.checkpoints import CLOCK_TOOL, FORECAST_TOOL, scripted_tokenizer
 
 QUESTION = {"role": "user", "content": "What is the weather in Paris?"}
 IM_END_ID = scripted_tokenizer().token_to_id("<|im_end|>")
-FORECAST = {
-    "type": "function",
-    "function": {
-        "name": "forecast",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "maxLength": 6},
-                "days": {"type": "integer", "minimum": 1, "maximum": 7},
-            },
-            "required": ["city", "days"],
-            "additionalProperties": False,
-        },
-    },
-}
-CLOCK = {
-    "type": "function",
-    "function": {
-        "name": "clock",
-        "parameters": {
-            "type": "object",
-            "properties": {"zone": {"enum": ["UTC", "CET"]}},
-            "required": ["zone"],
-            "additionalProperties": False,
-        },
-    },
-}
-SCHEMAS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in (FORECAST, CLOCK)}
+SCHEMAS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in (FORECAST_TOOL, CLOCK_TOOL)}
 
 
 def test_the_first_event_of_a_300_token_reply_arrives_while_it_is_generated(random_model):
@@ -97,7 +70,7 @@ def test_streamed_tool_call_deltas_reassemble_to_the_non_streamed_calls(random_m
     arguments = {
         "model": served.engine.model_name,
         "messages": [QUESTION],
-        "tools": [FORECAST, CLOCK],
+        "tools": [FORECAST_TOOL, CLOCK_TOOL],
         "tool_choice": "required",
         "temperature": 1.0,
         "seed": seed,
@@ -120,7 +93,7 @@ def test_tool_choice_required_on_a_random_model_always_yields_a_schema_valid_cal
         response = client.chat.completions.create(
             model=served.engine.model_name,
             messages=[QUESTION],
-            tools=[FORECAST, CLOCK],
+            tools=[FORECAST_TOOL, CLOCK_TOOL],
             tool_choice="required",
             parallel_tool_calls=False,
             temperature=1.0,

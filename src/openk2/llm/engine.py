@@ -79,6 +79,16 @@ class PreparedRequest:
     generation: GenerationRequest
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """How an in-process engine schedules: batch size, queue bound, prefix cache size, batching policy."""
+
+    max_batch_size: int = 32  # requests generated at once
+    max_pending: int = 256  # queued requests before `Overloaded`
+    prefix_cache_tokens: int = 65_536  # 0: no prefix cache
+    policy: Policy = "continuous"
+
+
 class InProcessEngine(LLM):
     """A local model behind the LLM interface, generating concurrent requests continuously batched."""
 
@@ -87,24 +97,33 @@ class InProcessEngine(LLM):
         runner: ModelRunner,
         name: str,
         grammars: GrammarCompiler,
-        max_batch_size: int = 32,
-        max_pending: int = 256,
-        prefix_cache_tokens: int = 65_536,
-        policy: Policy = "continuous",
+        max_token_bytes: int,
+        options: EngineOptions | None = None,
     ) -> None:
+        options = options or EngineOptions()
         self.runner = runner
         self._name = name
         self.grammars = grammars
-        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
+        # the longest token in bytes bounds how few tokens a text can be: a context check without tokenising
+        self._max_token_bytes = max_token_bytes
+        self.prefix_cache = PrefixCache(options.prefix_cache_tokens) if options.prefix_cache_tokens else None
         self.scheduler = Scheduler(
             runner,
             self.encode,
             grammars,
-            max_batch_size=max_batch_size,
-            max_pending=max_pending,
+            max_batch_size=options.max_batch_size,
+            max_pending=options.max_pending,
             prefix_cache=self.prefix_cache,
-            policy=policy,
+            policy=options.policy,
         )
+
+    def refuse_beyond_context(self, text: str) -> None:
+        """A ChatFormatError, before tokenising, when `text` cannot fit the context whatever its tokens."""
+        at_least = len(text.encode()) // self._max_token_bytes
+        if at_least >= self.context_length:
+            raise ChatFormatError(
+                f"messages: the prompt is at least {at_least} tokens; the model's context is {self.context_length}"
+            )
 
     # -- what a back end defines -------------------------------------------------------------------
     @property

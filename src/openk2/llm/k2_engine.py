@@ -15,6 +15,7 @@ a grammar makes the arguments satisfy the tool's JSON Schema; "required" forces 
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -37,12 +38,11 @@ from openk2.chat.tokens import (
     TOOL_CALLS_SECTION_BEGIN,
     TOOL_CALLS_SECTION_END,
 )
-from openk2.llm.engine import InProcessEngine
+from openk2.llm.engine import EngineOptions, InProcessEngine
 from openk2.llm.grammar import GrammarCompiler, GrammarPlan
 from openk2.llm.k2_grammar import json_reply_grammar, named_call_grammar, tool_calls_grammar
 from openk2.llm.k2_runner import K2Runner
 from openk2.llm.k2_stream import K2ReplyStream
-from openk2.llm.scheduler import Policy
 from openk2.llm.types import ChatRequest, NamedToolChoice
 from openk2.model import K2ForCausalLM
 from openk2.tokenizer.bpe import load_tokenizer
@@ -73,10 +73,7 @@ class K2Engine(InProcessEngine):
         tokenizer: Tokenizer,
         name: str,
         template: TemplateName = "k2-0905",
-        max_batch_size: int = 32,
-        max_pending: int = 256,
-        prefix_cache_tokens: int = 65_536,
-        policy: Policy = "continuous",
+        options: EngineOptions | None = None,
     ) -> None:
         if tokenizer.get_vocab_size() > model.config.vocab_size:
             raise ValueError(
@@ -98,28 +95,21 @@ class K2Engine(InProcessEngine):
             "arg": self._chat_ids[TOOL_CALL_ARGUMENT_BEGIN],
             "call_end": self._chat_ids[TOOL_CALL_END],
         }
-        # the longest token in bytes bounds how few tokens a text can be (a context check without tokenising)
-        self._max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
         grammars = GrammarCompiler(tokenizer.to_str(), model.config.vocab_size, sorted(self._end_ids))
-        super().__init__(
-            K2Runner(model),
-            name,
-            grammars,
-            max_batch_size=max_batch_size,
-            max_pending=max_pending,
-            prefix_cache_tokens=prefix_cache_tokens,
-            policy=policy,
-        )
+        max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
+        super().__init__(K2Runner(model), name, grammars, max_token_bytes, options)
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, name: str | None = None, **options: object) -> "K2Engine":
-        """A checkpoint directory written by `openk2 pretrain`: HF model files + `tokenizer.json`."""
+    def from_checkpoint(cls, directory: str | Path, name: str | None = None, **options: Any) -> "K2Engine":
+        """A checkpoint directory written by `openk2 pretrain`: HF model files + `tokenizer.json`;
+        `options` are `EngineOptions` fields."""
         directory = Path(directory)
         tokenizer_path = directory / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise FileNotFoundError(f"{tokenizer_path}: a checkpoint for chat must hold its tokenizer")
         model = K2ForCausalLM.from_pretrained(directory)
-        return cls(model, load_tokenizer(tokenizer_path), name or directory.resolve().name, **options)  # type: ignore[arg-type]
+        tokenizer = load_tokenizer(tokenizer_path)
+        return cls(model, tokenizer, name or directory.resolve().name, options=EngineOptions(**options))
 
     @property
     def context_length(self) -> int:
@@ -141,12 +131,7 @@ class K2Engine(InProcessEngine):
         segments = render_segments(
             request.messages, request.tools, add_generation_prompt=True, template=self.template
         )
-        # at least this many tokens: refused before a long text is tokenised
-        at_least = sum(len(segment.text.encode()) for segment in segments) // self._max_token_bytes
-        if at_least >= self.context_length:
-            raise ChatFormatError(
-                f"messages: the prompt is at least {at_least} tokens; the model's context is {self.context_length}"
-            )
+        self.refuse_beyond_context("".join(segment.text for segment in segments))
         return [token for segment in segments for token in self.encode(segment.text)]
 
     def continuation_ids(

@@ -4,8 +4,10 @@ One worker thread owns the model. Each step it drops cancelled rows, admits wait
 the batch has room (each joins after its own prefill, which reuses the prefix cache), then runs one
 decoding step for every running row and lets the finished rows leave. A short request that arrives
 behind a long one therefore finishes in about its own time instead of waiting for the long one.
-`policy="static"` admits only into an empty batch (a batch runs until its last row ends): the
-baseline `bench/serve.py` compares against.
+
+`policy="static"`, the baseline `bench/serve.py` compares against, is classic static batching as
+`generate` does it: a batch forms, runs until its longest request ends (finished rows stay in it,
+computed for nothing), and only then do waiting requests form the next batch.
 
 The waiting queue is bounded: beyond `max_pending` a request is refused at once (`Overloaded`, the
 server's 429). A weight update (`run_between_batches`) stops admission, lets the running rows finish,
@@ -47,7 +49,8 @@ class ShutDown(ModelUnavailable):
 class SchedulerStats:
     steps: int = 0  # decoding steps run
     generated_tokens: int = 0
-    prefilled_tokens: int = 0  # prompt tokens computed (not taken from the prefix cache)
+    prompt_tokens: int = 0  # prompt (and forced) tokens of admitted requests
+    prefilled_tokens: int = 0  # of them, computed (not taken from the prefix cache)
     finished: int = 0
     cancelled: int = 0
     batch_sizes: Counter[int] | None = None  # rows per decoding step -> steps
@@ -89,7 +92,7 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        return sum(1 for sequence in self._running if sequence.finish_reason is None)
 
     def submit(self, sequence: Sequence) -> None:
         with self._condition:
@@ -203,7 +206,7 @@ class Scheduler:
     def _step(self, admitted: list[Sequence]) -> None:
         keep = []
         for row, sequence in enumerate(self._running):
-            if sequence.cancelled.is_set():
+            if sequence.cancelled.is_set() and sequence.finish_reason is None:
                 self._finish(sequence, sequence.cancel())
             else:
                 keep.append(row)
@@ -240,10 +243,13 @@ class Scheduler:
         sequence.cached_prompt_tokens = cached
         forced = len(request.forced_ids)
         kv, logits = self.runner.prefill(tokens[cached:], cached_kv, logits_for=forced + 1)
+        self.stats.prompt_tokens += len(tokens)
         self.stats.prefilled_tokens += len(tokens) - cached
         if self.prefix_cache is not None:
             self.prefix_cache.insert(tokens, kv)
-        if forced:  # the forced tokens' log-probabilities, from the same forward
+        if forced and (
+            request.sampling.return_tokens or request.sampling.top_logprobs
+        ):  # from the same forward
             scored = (logits[:forced].float() / (request.sampling.temperature or 1.0)).log_softmax(-1)
             index = torch.tensor(request.forced_ids, device=scored.device)[:, None]
             sequence.logprobs = scored.gather(1, index).squeeze(1).tolist()
@@ -270,16 +276,23 @@ class Scheduler:
 
     def _decode(self) -> None:
         running = self._running
+        # under static batching a finished row stays in the batch (still computed) until the batch ends
+        live = [row for row, sequence in enumerate(running) if sequence.finish_reason is None]
+        if not live:  # a static batch whose last row was cancelled
+            self._running = []
+            self.runner.batch.keep([])
+            return
         logits = self.runner.decode([sequence.generated[-1] for sequence in running])
         self.stats.steps += 1
         assert self.stats.batch_sizes is not None
         self.stats.batch_sizes[len(running)] += 1
-        choices = choose(logits, [s.sampler for s in running], [s.allowed() for s in running])
-        keep = [
-            row
-            for row, (sequence, choice) in enumerate(zip(running, choices, strict=True))
-            if self._accept(sequence, choice, lambda row=row: self.runner.batch.row(row))  # type: ignore[misc]
-        ]
+        deciding = [running[row] for row in live]
+        choices = choose(logits[live], [s.sampler for s in deciding], [s.allowed() for s in deciding])
+        for row, sequence, choice in zip(live, deciding, choices, strict=True):
+            self._accept(sequence, choice, lambda row=row: self.runner.batch.row(row))  # type: ignore[misc]
+        keep = [row for row, sequence in enumerate(running) if sequence.finish_reason is None]
+        if self.policy == "static" and keep:
+            return
         if len(keep) < len(running):
             self._running = [running[row] for row in keep]
             self.runner.batch.keep(keep)

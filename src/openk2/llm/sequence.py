@@ -39,7 +39,7 @@ class GenerationResult:
     prompt_ids: list[int]
     forced_ids: list[int]
     token_ids: list[int]  # generated after the forced ids, the end-of-turn token included
-    logprobs: list[float]  # forced ids first, then generated, at the sampling temperature
+    logprobs: list[float]  # forced ids first, then generated, at the sampling temperature (when asked for)
     top_logprobs: list[dict[int, float]] | None
     text: str  # the generated text (forced ids not included), cut at a stop string
     finish_reason: EndReason
@@ -102,7 +102,8 @@ class Sequence:
         """Add one sampled token; returns what the caller should receive."""
         token = choice.token
         self.generated.append(token)
-        self.logprobs.append(choice.logprob)
+        if choice.logprob is not None:
+            self.logprobs.append(choice.logprob)
         if choice.top_logprobs is not None:
             self.top_logprobs.append(choice.top_logprobs)
         ended = token in self.request.end_ids

@@ -10,12 +10,13 @@ arguments its JSON Schema accepts; under "auto" the model decides, and its calls
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from openk2.chat import ChatFormatError, Message, ParsedReply, ToolSpec
-from openk2.llm.engine import InProcessEngine, PlainStream, ReplyStream
+from openk2.llm.engine import EngineOptions, InProcessEngine, PlainStream, ReplyStream
 from openk2.llm.grammar import GrammarCompiler, GrammarPlan, json_rule
 from openk2.llm.hf_runner import HFRunner
 from openk2.llm.json_tool_calls import (
@@ -26,7 +27,6 @@ from openk2.llm.json_tool_calls import (
     parse_json_calls,
 )
 from openk2.llm.k2_grammar import arguments_schema
-from openk2.llm.scheduler import Policy
 from openk2.llm.types import ChatRequest, NamedToolChoice
 
 
@@ -40,10 +40,7 @@ class TransformersLLM(InProcessEngine):
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         name: str,
-        max_batch_size: int = 32,
-        max_pending: int = 256,
-        prefix_cache_tokens: int = 65_536,
-        policy: Policy = "continuous",
+        options: EngineOptions | None = None,
     ) -> None:
         if tokenizer.chat_template is None:
             raise ValueError(f"{name}: the tokenizer has no chat template")
@@ -54,30 +51,21 @@ class TransformersLLM(InProcessEngine):
         self._end_ids = frozenset(
             token for token in [*configured, tokenizer.eos_token_id] if token is not None
         )
-        vocab = tokenizer.get_vocab()
-        self._max_token_bytes = max(
-            len(self.tokenizer.convert_tokens_to_string([token]).encode()) for token in vocab
-        )
         grammars = GrammarCompiler(
             tokenizer.backend_tokenizer.to_str(), int(model.config.vocab_size), sorted(self._end_ids)
         )
-        super().__init__(
-            HFRunner(model),
-            name,
-            grammars,
-            max_batch_size=max_batch_size,
-            max_pending=max_pending,
-            prefix_cache_tokens=prefix_cache_tokens,
-            policy=policy,
-        )
+        vocab = tokenizer.get_vocab()
+        max_token_bytes = max(len(tokenizer.convert_tokens_to_string([token]).encode()) for token in vocab)
+        super().__init__(HFRunner(model), name, grammars, max_token_bytes, options)
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, name: str | None = None, **options: object
+        cls, directory: str | Path, name: str | None = None, **options: Any
     ) -> "TransformersLLM":
         directory = Path(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-        return cls(model, AutoTokenizer.from_pretrained(directory), name or directory.name, **options)  # type: ignore[arg-type]
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        return cls(model, tokenizer, name or directory.name, options=EngineOptions(**options))
 
     @property
     def context_length(self) -> int:
@@ -95,11 +83,7 @@ class TransformersLLM(InProcessEngine):
 
     def _render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, open_turn: bool) -> str:
         turns = conversation(messages, tools)
-        at_least = sum(len(turn["content"].encode()) for turn in turns) // self._max_token_bytes
-        if at_least >= self.context_length:
-            raise ChatFormatError(
-                f"messages: the prompt is at least {at_least} tokens; the model's context is {self.context_length}"
-            )
+        self.refuse_beyond_context("".join(turn["content"] for turn in turns))
         return str(self.tokenizer.apply_chat_template(turns, add_generation_prompt=open_turn, tokenize=False))
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:

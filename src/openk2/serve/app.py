@@ -13,6 +13,7 @@ continuously batched; a client that disconnects stops its generation.
 import asyncio
 import time
 from importlib.metadata import version
+from typing import TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -37,9 +38,12 @@ from openk2.serve.schemas import (
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 
 
-async def _body(http: Request, schema: type[BaseModel]) -> BaseModel:
-    raw = await http.body()
-    return schema.model_validate_json(raw or b"{}", strict=True)
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def _body(http: Request, schema: type[Body]) -> Body:
+    """The request body parsed strictly from its bytes (ValidationError: a 400 naming the field)."""
+    return schema.model_validate_json(await http.body() or b"{}", strict=True)
 
 
 def create_app(
@@ -89,21 +93,18 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(http: Request) -> dict[str, object] | StreamingResponse:
         body = await _body(http, ChatCompletionRequest)
-        assert isinstance(body, ChatCompletionRequest)
         check_model(body.model)
         return await chat_completion(engine, metrics, http, body)
 
     @app.post("/v1/completions", response_model=None)
     async def completions(http: Request) -> dict[str, object] | StreamingResponse:
         body = await _body(http, CompletionRequest)
-        assert isinstance(body, CompletionRequest)
         check_model(body.model)
         return await text_completion(engine, metrics, http, body)
 
     @app.post("/tokenize")
     async def tokenize(http: Request) -> dict[str, object]:
         body = await _body(http, TokenizeRequest)
-        assert isinstance(body, TokenizeRequest)
         check_model(body.model)
         if (body.prompt is None) == (body.messages is None):
             raise ChatFormatError("prompt: give exactly one of prompt and messages")
@@ -118,7 +119,6 @@ def create_app(
     @app.post("/detokenize")
     async def detokenize(http: Request) -> dict[str, object]:
         body = await _body(http, DetokenizeRequest)
-        assert isinstance(body, DetokenizeRequest)
         check_model(body.model)
         vocab = engine.runner.vocab_size
         if any(not 0 <= token < vocab for token in body.tokens):
@@ -128,7 +128,6 @@ def create_app(
     @app.post("/update_weights_from_disk")
     async def update_weights(http: Request) -> JSONResponse:
         body = await _body(http, UpdateWeightsRequest)
-        assert isinstance(body, UpdateWeightsRequest)
         if body.abort_all_requests:
             engine.scheduler.cancel_all()
         try:

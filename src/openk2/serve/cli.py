@@ -25,7 +25,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batching", choices=["continuous", "static"], default="continuous",
-        help="static: a batch runs until its last request ends (the baseline of bench/serve.py)",
+        help="static: a batch runs until its longest request ends, finished rows included (bench/serve.py's baseline)",
     )  # fmt: skip
     parser.add_argument(
         "--api-key", default=os.environ.get("OPENK2_API_KEY"),

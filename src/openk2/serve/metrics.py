@@ -45,6 +45,18 @@ class ServerMetrics:
         Gauge("openk2:num_requests_running", "Requests in the running batch", registry=registry).set_function(
             lambda: scheduler.running
         )
+        stats = scheduler.stats
+        Gauge("openk2:decoding_steps", "Decoding steps run since start", registry=registry).set_function(
+            lambda: stats.steps
+        )
+        Gauge(
+            "openk2:admitted_prompt_tokens", "Prompt tokens of admitted requests", registry=registry
+        ).set_function(lambda: stats.prompt_tokens)
+        Gauge(
+            "openk2:prefilled_tokens",
+            "Prompt tokens computed, not found in the prefix cache",
+            registry=registry,
+        ).set_function(lambda: stats.prefilled_tokens)
         cache = engine.prefix_cache
         Gauge(
             "openk2:prefix_cache_hit_rate", "Prompt tokens found in the prefix cache", registry=registry
