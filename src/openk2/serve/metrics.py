@@ -90,6 +90,19 @@ class RequestClock:
         self._metrics.generation_tokens.inc(generated_tokens)
 
 
+ROUTES = {
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/version", "/metrics",
+    "/tokenize", "/detokenize", "/update_weights_from_disk",
+}  # fmt: skip
+
+
+def route_label(path: str) -> str:
+    """The route a path belongs to: labels must not grow with what clients send."""
+    if path in ROUTES:
+        return path
+    return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
+
+
 class CountRequests:
     """ASGI middleware counting responses by route and status (outermost, so refusals count too)."""
 
@@ -104,7 +117,7 @@ class CountRequests:
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.metrics.requests.labels(scope["path"], str(message["status"])).inc()
+                self.metrics.requests.labels(route_label(scope["path"]), str(message["status"])).inc()
             await send(message)
 
         await self.app(scope, receive, counted)
