@@ -5,6 +5,7 @@ so every reply here that satisfies its schema is the grammar's doing. The script
 difference a `strict` tool makes to a model that would write an argument the schema refuses.
 """
 
+import asyncio
 import json
 
 import jsonschema
@@ -156,3 +157,30 @@ def test_schemas_that_cannot_be_served_name_their_field(untrained_engine):
     )
     with pytest.raises(ChatFormatError, match=r"^response_format: cannot be compiled to a grammar: .*look"):
         untrained_engine.chat_batch([request])
+
+
+def test_a_failing_grammar_fails_its_request_only(untrained_engine, monkeypatch):
+    """A request whose grammar breaks mid-reply gets the error; its batch neighbours finish normally."""
+    from openk2.llm.grammar import TokenMatcher
+
+    consume = TokenMatcher.consume
+    calls = {"count": 0}
+
+    def breaks_on_the_fifth_token(self, token_ids):
+        calls["count"] += 1
+        if calls["count"] == 5:
+            raise RuntimeError("grammar: broken on purpose")
+        consume(self, token_ids)
+
+    monkeypatch.setattr(TokenMatcher, "consume", breaks_on_the_fifth_token)
+    plain = chat_request(QUESTION, sampling=SamplingParams(temperature=0, max_tokens=20))
+    constrained = chat_request(QUESTION, [FORECAST_TOOL], sampled(1), "required")
+
+    async def both():
+        return await asyncio.gather(
+            untrained_engine.achat(plain), untrained_engine.achat(constrained), return_exceptions=True
+        )
+
+    plain_reply, failed = asyncio.run(both())
+    assert isinstance(failed, RuntimeError) and "broken on purpose" in str(failed)
+    assert plain_reply.usage.completion_tokens > 0

@@ -254,3 +254,34 @@ def test_malformed_bodies_are_refused_and_the_server_keeps_serving(scripted):
         model=scripted.engine.model_name, messages=[QUESTION]
     )
     assert response.choices[0].message.content == ANSWER
+
+
+def test_history_as_the_openai_client_dumps_it_and_developer_messages_are_accepted(scripted):
+    """A reply's `model_dump()` (refusal, annotations, audio, function_call: null) goes back as history."""
+    client = scripted.client()
+    first = client.chat.completions.create(
+        model=scripted.engine.model_name,
+        messages=[{"role": "developer", "content": "Answer briefly."}, QUESTION],
+        tools=[WEATHER_TOOL],
+        tool_choice=CALL_WEATHER,
+        user="someone",
+        metadata={"run": "test"},
+        store=False,
+        service_tier="auto",
+    )
+    reply = first.choices[0].message.model_dump()
+    assert {"refusal", "annotations", "audio", "function_call"} <= set(reply)
+    call = reply["tool_calls"][0]
+    tool_result = {"role": "tool", "tool_call_id": call["id"], "content": "18C"}
+    second = client.chat.completions.create(
+        model=scripted.engine.model_name,
+        messages=[{"role": "developer", "content": "Answer briefly."}, QUESTION, reply, tool_result],
+        tools=[WEATHER_TOOL],
+        extra_body={"return_token_ids": True},
+    )
+    assert second.choices[0].message.content == ANSWER
+    prompt = scripted.engine.decode(second.model_extra["prompt_token_ids"])
+    assert (
+        prompt.startswith("<|im_system|>tool_declare")
+        and "<|im_system|>system<|im_middle|>Answer briefly." in prompt
+    )

@@ -263,7 +263,13 @@ class Scheduler:
 
     def _accept(self, sequence: Sequence, choice: Choice, cache: Callable[[], list[torch.Tensor]]) -> bool:
         """Give the sequence its token; True while it goes on. A finished one leaves its cache behind."""
-        output = sequence.accept(choice, self.grammars, self.encode)
+        try:
+            output = sequence.accept(choice, self.grammars, self.encode)
+        except Exception as error:  # e.g. a grammar refusing the text after its trigger: this request only
+            logger.exception("a sequence failed")
+            sequence.finish_reason = "cancelled"
+            sequence.deliver(StepOutput((), "", error=error))
+            return False
         self.stats.generated_tokens += 1
         if sequence.finish_reason is None:
             sequence.deliver(output)
