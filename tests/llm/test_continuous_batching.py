@@ -144,24 +144,33 @@ def test_every_request_keeps_its_own_stop_strings_and_budget(scripted_engine):
 
 def test_static_batching_runs_each_batch_to_its_longest_request(tmp_path):
     """The baseline: a batch forms, every row is computed until the longest ends, then the next batch forms."""
+    import threading
+
     from openk2.llm.k2_engine import K2Engine
     from tests.llm.checkpoints import write_untrained_checkpoint
 
     engine = K2Engine.from_checkpoint(write_untrained_checkpoint(tmp_path), policy="static", max_batch_size=2)
+    release = threading.Event()
+    # the worker waits inside an exclusive task until all four requests have queued
+    holder = threading.Thread(target=engine.scheduler.run_between_batches, args=(release.wait,))
     try:
+        holder.start()
 
         async def run() -> list[int]:
             budgets = [8, 3, 8, 3]
-            replies = await asyncio.gather(
-                *(
-                    engine.achat(greedy(text, budget, endless=True))
-                    for text, budget in zip(PROMPTS[:4], budgets, strict=True)
-                )
-            )
-            return [reply.usage.completion_tokens for reply in replies]
+            pending = [
+                asyncio.create_task(engine.achat(greedy(text, budget, endless=True)))
+                for text, budget in zip(PROMPTS[:4], budgets, strict=True)
+            ]
+            while engine.scheduler.waiting < 4:
+                await asyncio.sleep(0.001)
+            release.set()
+            return [reply.usage.completion_tokens for reply in await asyncio.gather(*pending)]
 
         assert asyncio.run(run()) == [8, 3, 8, 3]
         # two batches of two rows, each 7 decoding steps long (the first token comes from the prefill)
         assert engine.scheduler.stats.batch_sizes == {2: 14}
     finally:
+        release.set()
+        holder.join()
         engine.close()

@@ -7,6 +7,7 @@ import torch
 from openk2.llm import SamplingParams, chat_request
 from openk2.llm.k2_engine import K2Engine
 from openk2.llm.prefix_cache import PrefixCache
+from openk2.llm.runner import PrefillItem
 from tests.llm.checkpoints import write_untrained_checkpoint
 
 GREEDY = SamplingParams(temperature=0, max_tokens=12, return_tokens=True)
@@ -95,3 +96,20 @@ def test_weights_load_between_batches_without_dropping_queued_requests(tmp_path)
     finally:
         engine.close()
         reference.close()
+
+
+def test_prefilling_several_sequences_together_matches_prefilling_each_alone(untrained_engine):
+    """Rows of different lengths, some after a cached prefix, in one padded forward (mask + positions)."""
+    runner = untrained_engine.runner
+    prompts = [untrained_engine.prompt_ids(chat_request(messages)) for messages in agent_turns(4)]
+    items = []
+    for number, ids in enumerate(prompts):
+        cached = (len(ids) - 5) if number % 2 else 0  # rows 1 and 3 continue a cached prefix
+        cached_kv = runner.prefill(ids[:cached], None, 1)[0] if cached else None
+        items.append(PrefillItem(ids, cached, cached_kv, logits_for=3))
+    together = runner._prefill_group(items)
+    for item, (kv, logits) in zip(items, together, strict=True):
+        alone_kv, alone_logits = runner.prefill(item.token_ids, None, logits_for=3)
+        for part, alone in zip(kv, alone_kv, strict=True):
+            assert (part - alone).norm() <= 1e-4 * alone.norm()
+        assert (logits - alone_logits).norm() <= 1e-4 * alone_logits.norm()

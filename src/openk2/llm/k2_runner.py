@@ -9,7 +9,7 @@ row's sequence starts, which gives every row its own positions and hides the col
 import torch
 
 from openk2.llm.prefix_cache import SequenceKV
-from openk2.llm.runner import ModelRunner
+from openk2.llm.runner import ModelRunner, PrefillItem
 from openk2.model import K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
 from openk2.model.mla import LatentCache
@@ -49,6 +49,68 @@ class K2Runner(ModelRunner):
         logits = self.model.lm_head(hidden[0, -logits_for:])
         kv = [part[0, :total] for cache in caches for part in (cache.latent, cache.rope_key)]
         return kv, logits
+
+    @torch.inference_mode()
+    def prefill_many(self, items: list[PrefillItem]) -> list[tuple[SequenceKV, torch.Tensor]]:
+        """Sequences of similar new lengths prefilled in one forward, right-aligned like the running rows.
+
+        Every row of a group computes its last q tokens (q: the group's longest new part), after the part of
+        its cached prefix that lies before them; a row shorter than q is left-padded (masked by
+        `first_slot`). New lengths within a group differ at most twofold, so little is recomputed.
+        """
+        order = sorted(range(len(items)), key=lambda index: len(items[index].token_ids) - items[index].cached)
+        results: dict[int, tuple[SequenceKV, torch.Tensor]] = {}
+        group: list[int] = []
+        for index in [*order, None]:
+            fresh = None if index is None else len(items[index].token_ids) - items[index].cached
+            first = len(items[group[0]].token_ids) - items[group[0]].cached if group else 0
+            if group and (fresh is None or fresh > 2 * first):
+                if len(group) == 1:
+                    item = items[group[0]]
+                    results[group[0]] = self.prefill(
+                        item.token_ids[item.cached :], item.cached_kv, item.logits_for
+                    )
+                else:
+                    results.update(zip(group, self._prefill_group([items[i] for i in group]), strict=True))
+                group = []
+            if index is not None:
+                group.append(index)
+        return [results[index] for index in range(len(items))]
+
+    def _prefill_group(self, items: list[PrefillItem]) -> list[tuple[SequenceKV, torch.Tensor]]:
+        config = self.model.config
+        window = max(len(item.token_ids) - item.cached for item in items)
+        width = max(len(item.token_ids) for item in items)
+        caches = [
+            LatentCache.allocate(config, len(items), width, self._dtype, self.device)
+            for _ in range(config.num_hidden_layers)
+        ]
+        input_ids = torch.zeros(len(items), window, dtype=torch.long, device=self.device)
+        for row, item in enumerate(items):
+            total = len(item.token_ids)
+            kept = max(total - window, 0)  # cached tokens before the window; the rest are recomputed
+            for layer, cache in enumerate(caches):
+                cache.latent[row].zero_()  # masked columns must hold finite values
+                cache.rope_key[row].zero_()
+                if kept:
+                    assert item.cached_kv is not None and item.cached >= kept
+                    cache.latent[row, width - total : width - window] = item.cached_kv[2 * layer][:kept]
+                    cache.rope_key[row, width - total : width - window] = item.cached_kv[2 * layer + 1][:kept]
+            input_ids[row, window - (total - kept) :] = torch.tensor(
+                item.token_ids[kept:], device=self.device
+            )
+        first_slot = torch.tensor([width - len(item.token_ids) for item in items], device=self.device)
+        for cache in caches:
+            cache.length, cache.first_slot = width - window, first_slot
+        hidden = self.model.model(input_ids, caches)
+        results = []
+        for row, item in enumerate(items):
+            start = width - len(item.token_ids)
+            kv = [
+                part[row, start:width].clone() for cache in caches for part in (cache.latent, cache.rope_key)
+            ]
+            results.append((kv, self.model.lm_head(hidden[row, window - item.logits_for :])))
+        return results
 
     @torch.inference_mode()
     def decode(self, token_ids: list[int]) -> torch.Tensor:

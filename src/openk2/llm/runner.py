@@ -9,6 +9,7 @@ are cut off.
 """
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
 
@@ -82,6 +83,16 @@ class RowCache:
         return [part[row, self.first_slot[row] : self.width].clone() for part in self.tensors]
 
 
+@dataclass(frozen=True)
+class PrefillItem:
+    """One sequence to prefill: all its tokens, of which the first `cached` have `cached_kv` already."""
+
+    token_ids: list[int]
+    cached: int
+    cached_kv: SequenceKV | None
+    logits_for: int  # logits wanted at this many last positions
+
+
 class ModelRunner(ABC):
     """A model driven by the scheduler: prefill one sequence, decode one token for every running row."""
 
@@ -102,6 +113,12 @@ class ModelRunner(ABC):
     ) -> tuple[SequenceKV, torch.Tensor]:
         """Run `token_ids` after the `cached` prefix; returns the cache of prefix + tokens and the
         logits [logits_for, vocab] at the last `logits_for` positions."""
+
+    def prefill_many(self, items: list["PrefillItem"]) -> list[tuple[SequenceKV, torch.Tensor]]:
+        """`prefill` of several sequences; one by one unless a runner batches them."""
+        return [
+            self.prefill(item.token_ids[item.cached :], item.cached_kv, item.logits_for) for item in items
+        ]
 
     @abstractmethod
     def decode(self, token_ids: list[int]) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from openk2.llm.grammar import GrammarCompiler
 from openk2.llm.prefix_cache import PrefixCache
 from openk2.llm.protocol import ModelUnavailable
-from openk2.llm.runner import ModelRunner
+from openk2.llm.runner import ModelRunner, PrefillItem
 from openk2.llm.sampling import Choice, choose
 from openk2.llm.sequence import Sequence, StepOutput
 
@@ -214,16 +214,19 @@ class Scheduler:
             self._running = [self._running[row] for row in keep]
             self.runner.batch.keep(keep)
         joining = []
+        starting = []
         for sequence in admitted:
             if sequence.cancelled.is_set():
                 self._finish(sequence, sequence.cancel())
                 continue
             try:
-                kv = self._prefill(sequence)
+                sequence.begin_grammar(self.grammars, self.encode)
             except Exception as error:  # e.g. a grammar the matcher refused: this request only
-                logger.exception("prefill failed")
+                logger.exception("grammar failed")
                 sequence.deliver(StepOutput((), "", error=error))
                 continue
+            starting.append(sequence)
+        for sequence, kv in zip(starting, self._prefill(starting), strict=True):
             if kv is not None:
                 joining.append(kv)
                 self._running.append(sequence)
@@ -231,35 +234,50 @@ class Scheduler:
         if self._running:
             self._decode()
 
-    def _prefill(self, sequence: Sequence) -> list[torch.Tensor] | None:
-        """Prefill and sample the first token; the sequence's cache when it goes on, None when it ended."""
+    def _prefill(self, sequences: list[Sequence]) -> list[list[torch.Tensor] | None]:
+        """Prefill the joining sequences together and sample their first tokens; each one's cache when it
+        goes on, None when it ended already."""
+        if not sequences:
+            return []
+        items = []
+        for sequence in sequences:
+            request = sequence.request
+            tokens = request.prompt_ids + request.forced_ids
+            cached, cached_kv = 0, None
+            if self.prefix_cache is not None:
+                # the forced tokens are always computed: their log-probabilities come from this forward
+                cached, cached_kv = self.prefix_cache.lookup(request.prompt_ids)
+            sequence.cached_prompt_tokens = cached
+            self.stats.prompt_tokens += len(tokens)
+            self.stats.prefilled_tokens += len(tokens) - cached
+            items.append(PrefillItem(tokens, cached, cached_kv, logits_for=len(request.forced_ids) + 1))
+        prefilled = self.runner.prefill_many(items)
+        for sequence, (kv, logits) in zip(sequences, prefilled, strict=True):
+            request = sequence.request
+            if self.prefix_cache is not None:
+                self.prefix_cache.insert(request.prompt_ids + request.forced_ids, kv)
+            self._score_forced(sequence, logits[:-1])
+        last = torch.stack([logits[-1] for _, logits in prefilled])
+        choices = choose(last, [s.sampler for s in sequences], [s.allowed() for s in sequences])
+        return [
+            kv if self._accept(sequence, choice, lambda kv=kv: kv) else None  # type: ignore[misc]
+            for sequence, choice, (kv, _) in zip(sequences, choices, prefilled, strict=True)
+        ]
+
+    @staticmethod
+    def _score_forced(sequence: Sequence, logits: torch.Tensor) -> None:
+        """The forced tokens' log-probabilities (and alternatives), from the prefill's logits before each."""
         request = sequence.request
-        sequence.begin_grammar(self.grammars, self.encode)
-        tokens = request.prompt_ids + request.forced_ids
-        cached, cached_kv = 0, None
-        if self.prefix_cache is not None:
-            # the forced tokens are always computed: their log-probabilities come from this forward
-            cached, cached_kv = self.prefix_cache.lookup(request.prompt_ids)
-        sequence.cached_prompt_tokens = cached
-        forced = len(request.forced_ids)
-        kv, logits = self.runner.prefill(tokens[cached:], cached_kv, logits_for=forced + 1)
-        self.stats.prompt_tokens += len(tokens)
-        self.stats.prefilled_tokens += len(tokens) - cached
-        if self.prefix_cache is not None:
-            self.prefix_cache.insert(tokens, kv)
-        if forced and (
-            request.sampling.return_tokens or request.sampling.top_logprobs
-        ):  # from the same forward
-            scored = (logits[:forced].float() / (request.sampling.temperature or 1.0)).log_softmax(-1)
-            index = torch.tensor(request.forced_ids, device=scored.device)[:, None]
-            sequence.logprobs = scored.gather(1, index).squeeze(1).tolist()
-            if request.sampling.top_logprobs:
-                values, ids = scored.topk(request.sampling.top_logprobs, dim=-1)
-                sequence.top_logprobs = [
-                    dict(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)
-                ]
-        [choice] = choose(logits[-1:], [sequence.sampler], [sequence.allowed()])
-        return kv if self._accept(sequence, choice, lambda: kv) else None
+        if not request.forced_ids or not (request.sampling.return_tokens or request.sampling.top_logprobs):
+            return
+        scored = (logits.float() / (request.sampling.temperature or 1.0)).log_softmax(-1)
+        index = torch.tensor(request.forced_ids, device=scored.device)[:, None]
+        sequence.logprobs = scored.gather(1, index).squeeze(1).tolist()
+        if request.sampling.top_logprobs:
+            values, ids = scored.topk(request.sampling.top_logprobs, dim=-1)
+            sequence.top_logprobs = [
+                dict(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)
+            ]
 
     def _accept(self, sequence: Sequence, choice: Choice, cache: Callable[[], list[torch.Tensor]]) -> bool:
         """Give the sequence its token; True while it goes on. A finished one leaves its cache behind."""
