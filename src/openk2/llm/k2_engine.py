@@ -49,15 +49,10 @@ from openk2.tokenizer.bpe import load_tokenizer
 from openk2.tokenizer.special_tokens import EOS
 
 
-def calls_so_far(request: ChatRequest) -> int:
-    """K2's ids count every call of the dialogue from 0 (report App. B)."""
-    return sum(len(message.tool_calls or []) for message in request.messages)
-
-
 def forced_prefix(request: ChatRequest) -> str:
     """The text the reply must start with under the request's tool choice (empty for auto/none)."""
     if isinstance(request.tool_choice, NamedToolChoice):
-        call_id = format_call_id(request.tool_choice.function.name, calls_so_far(request))
+        call_id = format_call_id(request.tool_choice.function.name, request.calls_so_far)
         return f"{TOOL_CALLS_SECTION_BEGIN}{TOOL_CALL_BEGIN}{call_id}{TOOL_CALL_ARGUMENT_BEGIN}"
     if request.tool_choice == "required":
         return f"{TOOL_CALLS_SECTION_BEGIN}{TOOL_CALL_BEGIN}functions."
@@ -158,7 +153,7 @@ class K2Engine(InProcessEngine):
         if isinstance(choice, NamedToolChoice):
             [tool] = [tool for tool in tools if tool.function.name == choice.function.name]
             return GrammarPlan(named_call_grammar(tool, self._markup), "tool_choice")
-        first = calls_so_far(request)
+        first = request.calls_so_far
         if choice == "required":
             lark = tool_calls_grammar(
                 tools, self._markup, first, request.parallel_tool_calls, True, "functions."

@@ -30,10 +30,6 @@ from openk2.llm.k2_grammar import arguments_schema
 from openk2.llm.types import ChatRequest, NamedToolChoice
 
 
-def _calls_so_far(request: ChatRequest) -> int:
-    return sum(len(message.tool_calls or []) for message in request.messages)
-
-
 class TransformersLLM(InProcessEngine):
     def __init__(
         self,
@@ -145,9 +141,9 @@ class TransformersLLM(InProcessEngine):
     def parse_reply(self, text: str, request: ChatRequest) -> ParsedReply:
         if request.tool_choice == "none" or not request.tools:
             return ParsedReply(message=Message(role="assistant", content=text), finish_reason="stop")
-        return parse_json_calls(text, list(request.tools), _calls_so_far(request))
+        return parse_json_calls(text, list(request.tools), request.calls_so_far)
 
     def reply_stream(self, request: ChatRequest) -> ReplyStream:
         if request.tool_choice == "none" or not request.tools:
             return PlainStream()
-        return JsonCallsStream(list(request.tools), _calls_so_far(request))
+        return JsonCallsStream(list(request.tools), request.calls_so_far)

@@ -109,6 +109,11 @@ class ChatRequest:
     response_format: ResponseFormat | None = None  # JSON output under a grammar (in-process back ends)
     parallel_tool_calls: bool = True  # False: at most one call per reply
 
+    @property
+    def calls_so_far(self) -> int:
+        """Tool calls in the history: K2's ids count every call of the dialogue from 0 (report App. B)."""
+        return sum(len(message.tool_calls or []) for message in self.messages)
+
 
 def chat_request(
     messages: Sequence[Message | Mapping[str, Any]],
