@@ -155,7 +155,10 @@ def test_schemas_that_cannot_be_served_name_their_field(untrained_engine):
         sampling=SamplingParams(max_tokens=5),
         response_format={"type": "json_schema", "json_schema": unsupported},
     )
-    with pytest.raises(ChatFormatError, match=r"^response_format: cannot be compiled to a grammar: .*look"):
+    with pytest.raises(
+        ChatFormatError,
+        match=r"^response_format\.json_schema\.properties\.a: cannot be compiled to a grammar: .*look",
+    ):
         untrained_engine.chat_batch([request])
 
 

@@ -214,7 +214,7 @@ BAD_REQUESTS = [
             "tool_choice": "required",
         },
         400,
-        "tools",
+        "tools[0].function.parameters.properties.a",
     ),
     ({"messages": []}, 400, "messages"),
     ({"messages": [QUESTION, {"role": "robot", "content": "hi"}]}, 400, "messages[1].role"),

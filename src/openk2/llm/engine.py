@@ -187,7 +187,10 @@ class InProcessEngine(LLM):
         budget = reply_budget(len(prompt_ids), request.sampling.max_tokens, self.context_length)
         plan = self.grammar(request)
         if plan is not None:
-            self.grammars.check(plan)
+            try:
+                self.grammars.check(plan)
+            except ChatFormatError as error:
+                raise self._locate_grammar_error(request) or error from None
         generation = GenerationRequest(
             prompt_ids=prompt_ids,
             forced_ids=forced_ids,
@@ -198,6 +201,22 @@ class InProcessEngine(LLM):
             grammar=plan,
         )
         return PreparedRequest(request, generation)
+
+    def _locate_grammar_error(self, request: ChatRequest) -> ChatFormatError | None:
+        """The error named by the schema path the grammar library refused, e.g.
+        `tools[0].function.parameters.properties.code: ... look-around ... is not supported`."""
+        schemas = [
+            (f"tools[{index}].function.parameters", tool.function.parameters)
+            for index, tool in enumerate(request.tools or ())
+            if tool.function.parameters is not None
+        ]
+        if request.response_format is not None and request.response_format.json_schema is not None:
+            schemas.insert(0, ("response_format.json_schema", request.response_format.json_schema))
+        for field, schema in schemas:
+            found = self.grammars.schema_problem(schema)
+            if found is not None:
+                return ChatFormatError(f"{field}{found[0]}: cannot be compiled to a grammar: {found[1]}")
+        return None
 
     def _submit(
         self, generation: GenerationRequest, deliver: Callable[[StepOutput], None]

@@ -42,6 +42,24 @@ def _reason(problem: str) -> str:
     return re.sub(r"^at \d+\(\d+\): ", "", " ".join(" ".join(lines).split()))
 
 
+def _subschemas(schema: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The schemas nested in `schema`, with their paths (`.properties.city`, `.items`, `.anyOf[1]`)."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for key in ("properties", "$defs", "definitions", "patternProperties"):
+        for name, part in (schema.get(key) or {}).items():
+            found.append((f".{key}.{name}", part))
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), Mapping):
+            found.append((f".{key}", schema[key]))
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        found += [
+            (f".{key}[{i}]", part)
+            for i, part in enumerate(schema.get(key) or [])
+            if isinstance(part, Mapping)
+        ]
+    return [(path, part) for path, part in found if isinstance(part, Mapping)]
+
+
 @dataclass(frozen=True)
 class GrammarPlan:
     """A grammar for one reply: active from the first token, or from the end of `trigger` on."""
@@ -68,6 +86,19 @@ class GrammarCompiler:
                 raise ChatFormatError(f"{plan.field}: cannot be compiled to a grammar: {_reason(problem)}")
             self._checked[plan.lark] = grammar
         return self._checked[plan.lark]
+
+    def schema_problem(self, schema: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(path inside `schema`, reason) of the deepest part the library cannot compile, or None."""
+        problem = llguidance.LLMatcher.validate_grammar(
+            llguidance.LLMatcher.grammar_from_lark(f"start: {json_rule(schema)}"), self._tokenizer
+        )
+        if not problem or problem.startswith("WARNING"):
+            return None
+        for path, part in _subschemas(schema):
+            deeper = self.schema_problem(part)
+            if deeper is not None:
+                return path + deeper[0], deeper[1]
+        return "", _reason(problem)
 
     def matcher(self, plan: GrammarPlan) -> "TokenMatcher":
         return TokenMatcher(
