@@ -125,8 +125,8 @@ def _conversations(source: SourceSection, raw: Any, origin: str) -> list[Convers
             trajectory.reward is None or trajectory.reward < source.min_reward
         ):
             raise _Filtered
-        example = trajectory.sft_example()  # the gym's SFT export: messages + tools
-        messages, tools = validate_messages(example["messages"]), validate_tools(example["tools"])
+        exported = trajectory.sft_example()  # the gym's SFT export: messages + tools
+        messages, tools = validate_messages(exported["messages"]), validate_tools(exported["tools"])
         # every trajectory of a task lands on the same side of the split: held out means an unseen task
         return [Conversation(messages, tools, origin, f"task:{trajectory.task_id}")]
     if source.kind == "preference":
