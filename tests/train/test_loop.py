@@ -23,7 +23,8 @@ from openk2.train import RunSummary, load_recipe, pretrain
 from openk2.train.balance import ExpertLoad
 from openk2.train.environment import read_sessions
 from openk2.train.loop import forward_backward
-from openk2.train.metrics import read_metrics
+from openk2.train.metrics import StepRecord, read_metrics
+from openk2.train.recipe import Recipe
 from openk2.train.report import ReportPlot, qk_clip_summary, report_plots
 from openk2.train.world import World
 from tests.numerics import FP32_EPS, assert_close_in_norm
@@ -63,6 +64,13 @@ def finished_run(
     return recipe_path, pretrain(recipe_path, progress=False)
 
 
+@pytest.fixture(scope="module")
+def recipe_and_records(finished_run: tuple[Path, RunSummary]) -> tuple[Recipe, list[StepRecord]]:
+    """The finished run's recipe and its metrics.jsonl records."""
+    recipe_path, summary = finished_run
+    return load_recipe(recipe_path), read_metrics(summary.run_dir / "metrics.jsonl")
+
+
 def test_lr_of_every_step_is_the_wsd_schedule(finished_run: tuple[Path, RunSummary]) -> None:
     recipe_path, summary = finished_run
     schedule = load_recipe(recipe_path).lr_schedule()
@@ -75,11 +83,10 @@ def test_lr_of_every_step_is_the_wsd_schedule(finished_run: tuple[Path, RunSumma
 
 
 def test_training_lowers_the_loss_and_validation_uses_the_held_out_split(
-    finished_run: tuple[Path, RunSummary],
+    finished_run: tuple[Path, RunSummary], recipe_and_records: tuple[Recipe, list[StepRecord]]
 ) -> None:
-    recipe_path, summary = finished_run
-    recipe = load_recipe(recipe_path)
-    records = read_metrics(summary.run_dir / "metrics.jsonl")
+    _, summary = finished_run
+    recipe, records = recipe_and_records
     assert records[-1].loss < records[0].loss - 0.3
     assert [r.step for r in records if r.val_loss is not None] == [6, 12]
     # recompute the last validation loss from the checkpoint on the first val_max_batches held-out batches
@@ -160,10 +167,8 @@ def drawn(plot: ReportPlot) -> Figure:
     return figure
 
 
-def test_report_curves_plot_the_metrics(finished_run: tuple[Path, RunSummary]) -> None:
-    recipe_path, summary = finished_run
-    recipe = load_recipe(recipe_path)
-    records = read_metrics(summary.run_dir / "metrics.jsonl")
+def test_report_curves_plot_the_metrics(recipe_and_records: tuple[Recipe, list[StepRecord]]) -> None:
+    recipe, records = recipe_and_records
     steps = [r.step for r in records]
     evaluated = [r for r in records if r.val_loss is not None]
     layers = len(records[0].max_logit_per_layer)
@@ -190,10 +195,11 @@ def test_report_curves_plot_the_metrics(finished_run: tuple[Path, RunSummary]) -
     plt.close(figure)
 
 
-def test_expert_heatmaps_are_experts_by_steps_per_moe_layer(finished_run: tuple[Path, RunSummary]) -> None:
-    recipe_path, summary = finished_run
-    records = read_metrics(summary.run_dir / "metrics.jsonl")
-    plots = report_plots(records, load_recipe(recipe_path))
+def test_expert_heatmaps_are_experts_by_steps_per_moe_layer(
+    recipe_and_records: tuple[Recipe, list[StepRecord]],
+) -> None:
+    recipe, records = recipe_and_records
+    plots = report_plots(records, recipe)
     experts = SMALL_MODEL["n_routed_experts"]
     for name, field in (("expert_load.png", "expert_load"), ("expert_bias.png", "expert_bias")):
         figure = drawn(plots[name])
@@ -218,11 +224,10 @@ def test_expert_heatmaps_are_experts_by_steps_per_moe_layer(finished_run: tuple[
 
 
 def test_a_heads_clipped_plot_flat_at_zero_says_qk_clip_never_fired_and_why(
-    finished_run: tuple[Path, RunSummary],
+    finished_run: tuple[Path, RunSummary], recipe_and_records: tuple[Recipe, list[StepRecord]]
 ) -> None:
-    recipe_path, summary = finished_run
-    recipe = load_recipe(recipe_path)
-    records = read_metrics(summary.run_dir / "metrics.jsonl")
+    _, summary = finished_run
+    recipe, records = recipe_and_records
     assert not any(r.heads_clipped for r in records)  # the small run's logits stay far below τ = 100
     peak = max(r.max_logit for r in records)
     reason = f"QK-Clip never fired: the max logit peaked at {peak:.1f}, below τ = 100"
