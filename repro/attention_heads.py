@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
@@ -35,10 +35,12 @@ from openk2.model.config import PRESETS
 from openk2.model.generate import generate
 
 CLAIM = "attention_heads"
-FULL = dict(steps=150, heads=[4, 8], lr=3e-3, batch_size=16, seq_len=64, vocab=2048, val_every=15)
-QUICK = dict(steps=8, heads=[4, 8], lr=3e-3, batch_size=4, seq_len=32, vocab=768, val_every=4)
-DECODE_FULL = dict(context=2048, new_tokens=32, repeats=3)
-DECODE_QUICK = dict(context=128, new_tokens=4, repeats=1)
+FULL: dict[str, Any] = dict(
+    steps=100, heads=[4, 8], lr=3e-3, batch_size=8, seq_len=64, vocab=2048, val_every=10
+)
+QUICK: dict[str, Any] = dict(steps=8, heads=[4, 8], lr=3e-3, batch_size=4, seq_len=32, vocab=768, val_every=4)
+DECODE_FULL: dict[str, Any] = dict(context=2048, new_tokens=32, repeats=3)
+DECODE_QUICK: dict[str, Any] = dict(context=128, new_tokens=4, repeats=1)
 K2_CONTEXT = 131072
 
 

@@ -31,6 +31,7 @@ from openk2.data import DataConfig
 from openk2.data.corpus import EMBEDDED_SHAKESPEARE, corpus_files
 from openk2.data.tokenize_corpus import tokenize_corpus
 from openk2.io import atomic_write_text
+from openk2.recipes import validate_recipe
 from openk2.train.metrics import METRICS_FILE, StepRecord, read_metrics
 from openk2.train.pretraining import pretraining_stage
 from openk2.train.recipe import Recipe
@@ -135,7 +136,7 @@ def pretraining_run(
         )
         | run
     )
-    recipe = Recipe.model_validate(sections)
+    recipe = validate_recipe(Recipe, sections, origin=f"{run_dir}'s recipe")
     recipe_json = recipe.model_dump(mode="json")
     done = run_dir / DONE_FILE
     checkpoint = run_dir / "checkpoints" / f"step_{run['steps']}"
@@ -151,7 +152,7 @@ def pretraining_run(
     print(f"{run_dir}: training {run['steps']} steps")
     from openk2.train import train  # heavy: the loop, checkpoints, report
 
-    summary = train(pretraining_stage(recipe), resume=False, progress=False)
+    summary = train(pretraining_stage(recipe), resume=False)  # openk2.progress: plain lines off a terminal
     if not keep_checkpoint:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     atomic_write_text(done, json.dumps(dict(recipe=recipe_json, seconds=summary.elapsed_seconds)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
@@ -30,8 +31,10 @@ from harness import (
 )
 
 CLAIM = "muon_vs_adamw"
-FULL = dict(steps=150, lrs=[1e-3, 3e-3, 1e-2], batch_size=16, seq_len=64, vocab=2048, val_every=10)
-QUICK = dict(steps=10, lrs=[3e-3, 1e-2], batch_size=4, seq_len=32, vocab=768, val_every=5)
+FULL: dict[str, Any] = dict(
+    steps=100, lrs=[1e-3, 3e-3, 1e-2], batch_size=8, seq_len=64, vocab=2048, val_every=10
+)
+QUICK: dict[str, Any] = dict(steps=10, lrs=[3e-3, 1e-2], batch_size=4, seq_len=32, vocab=768, val_every=5)
 OPTIMIZERS = ("adamw", "muonclip")
 
 

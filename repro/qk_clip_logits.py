@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
@@ -26,8 +27,8 @@ from harness import (
 )
 
 CLAIM = "qk_clip_logits"
-FULL = dict(steps=300, tau=100.0, lr=3e-2, batch_size=16, seq_len=64, vocab=2048)
-QUICK = dict(steps=16, tau=0.3, lr=3e-2, batch_size=4, seq_len=32, vocab=768)
+FULL: dict[str, Any] = dict(steps=300, tau=100.0, lr=3e-2, batch_size=16, seq_len=64, vocab=2048)
+QUICK: dict[str, Any] = dict(steps=16, tau=0.3, lr=3e-2, batch_size=4, seq_len=32, vocab=768)
 # S_max of step t+1 is measured on a new batch after step t's update and clip, so it may pass τ by one step's
 # growth; this bounds that overshoot (the report's Fig. 2 shows the logit pinned at τ)
 OVERSHOOT_BOUND = 1.25

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
@@ -28,8 +29,8 @@ from harness import (
 )
 
 CLAIM = "qk_clip_loss"
-FULL = dict(steps=200, tau=30.0, lr=1e-2, batch_size=16, seq_len=64, vocab=2048, val_every=20)
-QUICK = dict(steps=12, tau=0.15, lr=1e-2, batch_size=4, seq_len=32, vocab=768, val_every=6)
+FULL: dict[str, Any] = dict(steps=100, tau=5.0, lr=1e-2, batch_size=8, seq_len=64, vocab=2048, val_every=10)
+QUICK: dict[str, Any] = dict(steps=12, tau=0.15, lr=1e-2, batch_size=4, seq_len=32, vocab=768, val_every=6)
 
 
 def main() -> None:

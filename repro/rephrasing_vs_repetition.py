@@ -43,9 +43,13 @@ from openk2.tokenizer.special_tokens import BOS
 CLAIM = "rephrasing_vs_repetition"
 REPEATS = 10  # Table 1: 10 epochs of the raw text, or 10 rephrasings read once
 # val_fraction: the held-out people (never probed) must fill at least one validation window
-FULL = dict(people=500, fidelity_sample=12, fidelity_variants=2, vocab=768, seq_len=64, batch_size=8)
+FULL: dict[str, Any] = dict(
+    people=300, fidelity_sample=6, fidelity_variants=1, vocab=768, seq_len=64, batch_size=8
+)
 FULL |= dict(lr=3e-3, val_fraction=0.02)
-QUICK = dict(people=16, fidelity_sample=1, fidelity_variants=1, vocab=768, seq_len=16, batch_size=8)
+QUICK: dict[str, Any] = dict(
+    people=16, fidelity_sample=1, fidelity_variants=1, vocab=768, seq_len=16, batch_size=8
+)
 QUICK |= dict(lr=3e-3, val_fraction=0.1)
 DEFAULT_REPHRASE_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "rephrase.toml"
 
@@ -205,6 +209,7 @@ def main() -> None:
                 ),
                 keep_checkpoint=True,
             )
+            assert run.checkpoint is not None  # kept: the probe reads it
             runs.append(run)
             accuracy.append(probe(run.checkpoint, probed))
         arms[label] = dict(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
@@ -31,8 +32,12 @@ from openk2.model.config import PRESETS
 
 CLAIM = "sparsity_scaling"
 ACTIVE = 2
-FULL = dict(steps=150, experts=[2, 4, 8, 16], lr=3e-3, batch_size=16, seq_len=64, vocab=2048, val_every=15)
-QUICK = dict(steps=8, experts=[2, 4], lr=3e-3, batch_size=4, seq_len=32, vocab=768, val_every=4)
+FULL: dict[str, Any] = dict(
+    steps=100, experts=[2, 4, 8, 16], lr=3e-3, batch_size=8, seq_len=64, vocab=2048, val_every=10
+)
+QUICK: dict[str, Any] = dict(
+    steps=8, experts=[2, 4], lr=3e-3, batch_size=4, seq_len=32, vocab=768, val_every=4
+)
 
 
 def main() -> None:
