@@ -2,14 +2,16 @@
 training loop, seeds, and the plot and JSON a script leaves behind.
 
 Every training run is `openk2.train.train(pretraining_stage(recipe))` with a recipe built in Python: the same
-loop, optimizer, metrics and report as `openk2 pretrain`. A run directory that already holds a finished run of
-the same recipe is read back instead of trained again (so an interrupted script continues with the run it was
-in); a run that did not finish is trained again from its start.
+loop, optimizer and metrics as `openk2 pretrain`, without its report (metrics.jsonl is what is read). A run
+directory that already holds a finished run of the same recipe is read back instead of trained again (so an
+interrupted script continues with the run it was in); a run that did not finish is trained again from its
+start.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -152,7 +154,9 @@ def pretraining_run(
     print(f"{run_dir}: training {run['steps']} steps")
     from openk2.train import train  # heavy: the loop, checkpoints, report
 
-    summary = train(pretraining_stage(recipe), resume=False)  # openk2.progress: plain lines off a terminal
+    # no report.md: its plots would cost more than a short run's training; metrics.jsonl is what is read
+    stage = dataclasses.replace(pretraining_stage(recipe), write_report=False)
+    summary = train(stage, resume=False)  # openk2.progress: plain lines off a terminal
     if not keep_checkpoint:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     atomic_write_text(done, json.dumps(dict(recipe=recipe_json, seconds=summary.elapsed_seconds)))
