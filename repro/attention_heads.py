@@ -36,7 +36,7 @@ from openk2.model.generate import generate
 
 CLAIM = "attention_heads"
 FULL: dict[str, Any] = dict(
-    steps=100, heads=[4, 8], lr=3e-3, batch_size=8, seq_len=64, vocab=2048, val_every=10
+    steps=80, heads=[4, 8], lr=1e-2, batch_size=8, seq_len=64, vocab=2048, val_every=10
 )
 QUICK: dict[str, Any] = dict(steps=8, heads=[4, 8], lr=3e-3, batch_size=4, seq_len=32, vocab=768, val_every=4)
 DECODE_FULL: dict[str, Any] = dict(context=2048, new_tokens=32, repeats=3)

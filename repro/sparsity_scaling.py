@@ -4,7 +4,8 @@ more total experts — higher sparsity — lower the validation loss at equal tr
 The `tiny` K2 model (1 dense + 3 MoE layers, MLA) on Shakespeare with 2 routed experts active per token plus
 1 shared expert, and 2, 4, 8, 16 routed experts in total: sparsity (total / active) 1, 2, 4, 8. Every other
 dimension is fixed, so each token's FLOPs are the same up to the router (hidden × experts, <1% here).
-MuonClip at the tiny recipe's settings, three model-initialisation seeds each, the same tokens.
+MuonClip at lr 1e-2 and weight decay 0.1 (as in repro/qk_clip_loss.py), 80 steps of 8 × 64 tokens, three
+model-initialisation seeds each, the same tokens.
 
     python repro/sparsity_scaling.py            # ~20 min on one busy core
     python repro/sparsity_scaling.py --quick    # seconds
@@ -33,7 +34,7 @@ from openk2.model.config import PRESETS
 CLAIM = "sparsity_scaling"
 ACTIVE = 2
 FULL: dict[str, Any] = dict(
-    steps=100, experts=[2, 4, 8, 16], lr=3e-3, batch_size=8, seq_len=64, vocab=2048, val_every=10
+    steps=80, experts=[2, 4, 8, 16], lr=1e-2, batch_size=8, seq_len=64, vocab=2048, val_every=10
 )
 QUICK: dict[str, Any] = dict(
     steps=8, experts=[2, 4], lr=3e-3, batch_size=4, seq_len=32, vocab=768, val_every=4

@@ -17,9 +17,11 @@ def test_more_experts_at_the_same_activated_flops(tmp_path: Path, quick_data_roo
     results = run_quick("sparsity_scaling", tmp_path, quick_data_root, "--seeds", "1")
     two, four = results["arms"]["2"], results["arms"]["4"]
     assert (two["sparsity"], four["sparsity"]) == (1, 2)
-    # two more routed experts (gate, up, down) in each MoE layer; only the router's rows add activated FLOPs
-    assert four["total_parameters"] - two["total_parameters"] == MOE_LAYERS * 2 * 3 * HIDDEN * EXPERT_WIDTH
+    # two more routed experts (gate, up, down) and two more router rows in each MoE layer; only the router's
+    # rows add activated FLOPs
     router_rows = MOE_LAYERS * 2 * HIDDEN
+    experts = MOE_LAYERS * 2 * 3 * HIDDEN * EXPERT_WIDTH
+    assert four["total_parameters"] - two["total_parameters"] == experts + router_rows
     assert four["activated_flops_per_token"] - two["activated_flops_per_token"] == 2 * router_rows
     for arm in (two, four):
         assert all(0 < loss < math.log(768) + 1 for loss in arm["final_val_loss"])
