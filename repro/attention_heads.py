@@ -3,10 +3,11 @@ lowers validation loss only a little (the report: 0.5–1.2%), while it costs in
 (the report: +83% at 128k for 64 → 128 heads at K2's size).
 
 Quality: the `tiny` K2 model (4 layers, so 4 heads = #layers) against the same model with 8 heads; head
-dimensions, latent ranks, experts and everything else fixed; three model-initialisation seeds each, the same
-tokens. Cost: decode tokens/s of both models at a long context (prefill, then tokens from MLA's latent cache,
-the two models alternated, best of N), the KV cache per token, and the attention FLOPs per decoded token
-counted from the shapes — for the tiny models and for K2's released shape at 128k.
+dimensions, latent ranks, experts and everything else fixed; MuonClip at lr 1e-2, 80 steps of 8 × 64 tokens,
+two model-initialisation seeds each (the shared machine's budget; --seeds 3 if yours allows). Cost: decode
+tokens/s of both models at a long context (prefill, then tokens from MLA's latent cache, the two models
+alternated, best of N), the KV cache per token, and the attention FLOPs per decoded token counted from the
+shapes — for the tiny models and for K2's released shape at 128k.
 
     python repro/attention_heads.py            # ~15 min on one busy core
     python repro/attention_heads.py --quick    # seconds
@@ -92,7 +93,7 @@ def decode_tokens_per_second(
 
 
 def main() -> None:
-    exp = experiment(CLAIM, __doc__, default_seeds=3)
+    exp = experiment(CLAIM, __doc__, default_seeds=2)
     size = QUICK if exp.quick else FULL
     decode = DECODE_QUICK if exp.quick else DECODE_FULL
     corpus = shakespeare(exp.data_root, size["vocab"], exp.quick)
@@ -184,7 +185,7 @@ def figure(arms: dict, context: int):  # type: ignore[no-untyped-def]
     for (heads, arm), color in zip(arms.items(), ("tab:blue", "tab:red"), strict=True):
         mean, std = arm["mean_std"]
         band(curves, arm["val_steps"], arm["val_loss"], f"{heads} heads: final {mean:.3f} ± {std:.3f}", color)
-    curves.set(xlabel="step", ylabel="validation loss", title="Validation loss (min–max of 3 seeds)")
+    curves.set(xlabel="step", ylabel="validation loss", title="Validation loss (min–max of seeds)")
     curves.set_ylim(top=min(7.0, curves.get_ylim()[1]))
     curves.legend()
     labels = [f"{heads} heads" for heads in arms]

@@ -170,7 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    exp = experiment(CLAIM, __doc__, default_seeds=2, add_arguments=add_arguments)
+    exp = experiment(CLAIM, __doc__, default_seeds=1, add_arguments=add_arguments)
     size = QUICK if exp.quick else FULL
     people = invent_people(size["people"], seed=0)
 
