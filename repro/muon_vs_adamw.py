@@ -9,7 +9,7 @@ rate after warm-up (so that a run's loss at a given token count does not depend 
 best rate of each then runs two more seeds. The target is the worst final validation loss among the best
 runs, so every best run reaches it; a run's tokens to the target are interpolated between evaluations.
 
-    python repro/muon_vs_adamw.py            # ~20 min on one busy core
+    python repro/muon_vs_adamw.py            # ~18 min on one shared core
     python repro/muon_vs_adamw.py --quick    # seconds
 """
 

@@ -7,7 +7,7 @@ recipe's) without weight decay, held constant, then a short decay. Plotted per s
 S_max = max over layers and heads (the loop's `max_logit`, measured in the step's forward, before that step's
 clip), the fraction of heads QK-Clip rescaled, and the training loss.
 
-    python repro/qk_clip_logits.py            # ~8 min on one busy core
+    python repro/qk_clip_logits.py            # ~13 min on one shared core
     python repro/qk_clip_logits.py --quick    # seconds: τ = 0.3, so that clipping starts within the few steps
 """
 

@@ -8,7 +8,7 @@ here (up to two thirds of the heads clipped in a step). Below τ the two runs wo
 comparison empty. The verdict compares the difference of the mean final validation losses with the seeds'
 spread.
 
-    python repro/qk_clip_loss.py            # ~14 min on one busy core
+    python repro/qk_clip_loss.py            # ~14 min on one shared core
     python repro/qk_clip_loss.py --quick    # seconds: τ = 0.15, below the initial logits, so clipping is at once
 """
 
