@@ -9,7 +9,7 @@ tokens/s of both models at a long context (prefill, then tokens from MLA's laten
 alternated, best of N), the KV cache per token, and the attention FLOPs per decoded token counted from the
 shapes — for the tiny models and for K2's released shape at 128k.
 
-    python repro/attention_heads.py            # ~15 min on one busy core
+    python repro/attention_heads.py            # ~6 min on one shared core
     python repro/attention_heads.py --quick    # seconds
 """
 

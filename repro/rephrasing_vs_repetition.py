@@ -135,11 +135,13 @@ def rephraser_fidelity(exp: Experiment, people: list[Person], variants: int, rec
             record = json.loads(line)
             person = by_id[record["source_id"]]
             for attempt in record["attempts"]:
+                # an accepted attempt's text is the document's (a biography is one chunk); failed ones keep theirs
+                rewrite = attempt.get("rewrite", record.get("text", ""))
                 attempts.append(
                     dict(
                         source=person.biography(),
-                        rewrite=attempt["rewrite"],
-                        keeps_facts=keeps_facts(person, attempt["rewrite"]),
+                        rewrite=rewrite,
+                        keeps_facts=keeps_facts(person, rewrite),
                         failed=sorted(attempt["failed"]),
                         accepted=log == "rephrased.jsonl" and attempt is record["attempts"][-1],
                     )

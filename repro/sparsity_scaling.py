@@ -7,7 +7,7 @@ dimension is fixed, so each token's FLOPs are the same up to the router (hidden 
 MuonClip at lr 1e-2 and weight decay 0.1 (as in repro/qk_clip_loss.py), 80 steps of 8 × 64 tokens, two
 model-initialisation seeds each, the same tokens.
 
-    python repro/sparsity_scaling.py            # ~20 min on one busy core
+    python repro/sparsity_scaling.py            # ~10 min on one shared core
     python repro/sparsity_scaling.py --quick    # seconds
 """
 
@@ -108,6 +108,7 @@ def figure(arms: dict):  # type: ignore[no-untyped-def]
     )
     final.set(xscale="log", xlabel="sparsity (total / active experts)", ylabel="final validation loss")
     final.set_xticks(sparsity, [f"{s:g}" for s in sparsity])
+    final.set_xticks([], minor=True)  # no log-scale minor labels between the sparsities
     final.set_title("Validation loss at equal tokens")
     final.legend()
     colors = plt.cm.viridis([i / max(1, len(arms) - 1) for i in range(len(arms))])
