@@ -15,7 +15,7 @@ Two parts, reported separately:
    born?\\nAnswer:"), the 16 candidate answers ranked by log-probability (chance 1/16); also a cloze in the
    raw text's own phrasing ("X was born in"), which measures memorisation of the raw form.
 
-    python repro/rephrasing_vs_repetition.py            # ~20 min on one busy core (SmolLM2 ~8 of them)
+    python repro/rephrasing_vs_repetition.py            # ~6 min on one shared core (SmolLM2 ~1 of them)
     python repro/rephrasing_vs_repetition.py --quick    # seconds (one rewrite; a few training steps)
     python repro/rephrasing_vs_repetition.py --rephrase-recipe my-endpoint.toml   # a stronger rewriter
 """
