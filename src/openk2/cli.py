@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from openk2.eval.cli import add_arguments as add_eval_arguments
+from openk2.eval.cli import run as run_eval
 from openk2.gym.cli import add_arguments as add_gym_arguments
 from openk2.gym.cli import run as run_gym
 from openk2.rephrase.prompts import MODES
@@ -190,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_gym_arguments(gym)
     gym.set_defaults(run=run_gym)
+
+    evaluation = verbs.add_parser(
+        "eval", help="measure a model on Table-3-style suites (K2 settings); compare result files"
+    )
+    add_eval_arguments(evaluation)
+    evaluation.set_defaults(run=run_eval)
 
     add_serve_arguments(verbs.add_parser("serve", help="OpenAI-compatible server with K2 tool calling"))
     add_chat_arguments(

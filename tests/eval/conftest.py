@@ -1,0 +1,32 @@
+"""Helpers for the evaluation tests: run suites on a model into a temporary run directory."""
+
+from pathlib import Path
+from typing import Any
+
+from openk2.eval import EvalProfile, EvalRequest, EvalResults, evaluate, resolve_suites
+from openk2.llm import LLM, LLMConfig
+
+
+def run_suites(
+    output: Path,
+    model: LLM | LLMConfig,
+    spec: str,
+    overrides: dict[str, Any] | None = None,
+    profile: EvalProfile | None = None,
+    concurrency: int = 8,
+    **options: Any,
+) -> EvalResults:
+    """`spec` suites with the same `overrides` for each (e.g. {"n": 3}), as `openk2 eval` runs them."""
+    profile = profile or EvalProfile()
+    suites = [(suite, suite.settings(profile, overrides)) for suite in resolve_suites(spec)]
+    request = EvalRequest(
+        model_spec=getattr(model, "model_name", "config"),
+        model=model,
+        suites=suites,
+        output=output,
+        profile=profile,
+        concurrency=concurrency,
+        progress=False,
+        **options,
+    )
+    return evaluate(request)
