@@ -26,7 +26,6 @@ def run_suites(
         output=output,
         profile=profile,
         concurrency=concurrency,
-        progress=False,
-        **options,
+        **({"progress": False} | options),
     )
     return evaluate(request)

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     compare = actions.add_parser("compare", help="result files side by side (Table 3 layout)")
     compare.add_argument("results", nargs="+", type=Path, help="results.json files or their run directories")
     compare.add_argument("--html", type=Path, help="also write the table as an HTML page")
+    compare.add_argument(
+        "--all-metrics", action="store_true", help="a row for every metric, not only each suite's headline"
+    )
     actions.add_parser("list", help="the suites: area, data source and licence, metric, defaults")
 
     parser.add_argument("--model", help="a checkpoint directory, 'teacher', or an OpenAI-compatible base URL")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> None:
         if args.eval_action == "compare":
             from openk2.eval.compare import compare
 
-            compare(args.results, args.html)
+            compare(args.results, args.html, args.all_metrics)
         elif args.eval_action == "list":
             list_suites()
         else:

@@ -18,7 +18,9 @@ def run_name(path: Path) -> str:
     return path.name if path.is_dir() else path.resolve().parent.name
 
 
-def comparison_table(runs: Sequence[EvalResults], names: Sequence[str] | None = None) -> Table:
+def comparison_table(
+    runs: Sequence[EvalResults], names: Sequence[str] | None = None, all_metrics: bool = False
+) -> Table:
     """Table 3's layout in the terminal; from the second column on, each cell shows (± vs the first)."""
     table = Table(title="OpenK2 evaluation (K2 report Table 3 layout, scores in %)", show_lines=False)
     table.add_column("Benchmark")
@@ -26,7 +28,7 @@ def comparison_table(runs: Sequence[EvalResults], names: Sequence[str] | None = 
     for label in column_labels(runs, names):
         table.add_column(label, justify="right")
     area = None
-    for row in table_rows(runs):
+    for row in table_rows(runs, all_metrics):
         if row.area != area:
             area = row.area
             table.add_section()
@@ -40,12 +42,14 @@ def comparison_table(runs: Sequence[EvalResults], names: Sequence[str] | None = 
     return table
 
 
-def compare(paths: Sequence[Path], html: Path | None = None, console: Console | None = None) -> None:
+def compare(
+    paths: Sequence[Path], html: Path | None = None, all_metrics: bool = False, console: Console | None = None
+) -> None:
     runs = [read_results(path) for path in paths]
     names = [run_name(path) for path in paths]
     console = console or Console()
-    console.print(comparison_table(runs, names))
+    console.print(comparison_table(runs, names, all_metrics))
     console.print(INTERVALS, style="dim", highlight=False)
     if html is not None:
-        atomic_write_text(html, render_html(runs, names))
+        atomic_write_text(html, render_html(runs, names, all_metrics))
         console.print(f"{html}: the same table as a page")

@@ -31,16 +31,17 @@ class Cell:
     unsupported: str | None = None
 
     def text(self, baseline: Cell | None = None) -> str:
-        """`42.1 [35.0, 49.3]`, with `(+3.2)` against a baseline column, or why there is no number."""
+        """`42.1 (+3.2)` (the difference to a baseline column), the interval `[35.0, 49.3]` on a second line;
+        or why there is no number."""
         if self.unsupported is not None:
             return "n/a"
         if self.value is None:
             return "—"
         text = f"{100 * self.value:.1f}"
-        if self.low is not None and self.high is not None:
-            text += f" [{100 * self.low:.1f}, {100 * self.high:.1f}]"
         if baseline is not None and baseline.value is not None:
             text += f" ({100 * (self.value - baseline.value):+.1f})"
+        if self.low is not None and self.high is not None:
+            text += f"\n[{100 * self.low:.1f}, {100 * self.high:.1f}]"
         return text
 
 
@@ -63,8 +64,11 @@ class Row:
         return top[1] if sum(value == top[0] for value, _ in values) == 1 else None
 
 
-def _cell(result: SuiteResult) -> Cell:
-    score: Score | None = result.headline
+def _cell(result: SuiteResult, metric: str | None) -> Cell:
+    """The cell of `metric` (None: the headline) of one suite's result."""
+    score: Score | None = (
+        result.headline if metric is None else next((s for s in result.scores if s.metric == metric), None)
+    )
     interval = score.interval if score else None
     return Cell(
         value=score.value if score else None,
@@ -76,8 +80,9 @@ def _cell(result: SuiteResult) -> Cell:
     )
 
 
-def table_rows(runs: Sequence[EvalResults]) -> list[Row]:
-    """One row per suite any run measured, in Table 3's area order."""
+def table_rows(runs: Sequence[EvalResults], all_metrics: bool = False) -> list[Row]:
+    """One row per suite any run measured, in Table 3's area order; with `all_metrics`, one more row per
+    further metric (pass@k, loose accuracy, the answer format, ...) under its suite's headline."""
     by_run = [{suite.suite: suite for suite in run.suites} for run in runs]
     rows = []
     for name, suite in SUITES.items():
@@ -91,9 +96,14 @@ def table_rows(runs: Sequence[EvalResults]) -> list[Row]:
                 area=AREAS[suite.area],
                 benchmark=present[0].benchmark,
                 metric=labels.pop() if len(labels) == 1 else suite.metric.format(samples="k"),
-                cells=[None if result is None else _cell(result) for result in results],
+                cells=[None if result is None else _cell(result, None) for result in results],
             )
         )
+        if all_metrics:
+            further = dict.fromkeys(score.metric for result in present for score in result.scores[1:])
+            for metric in further:
+                cells = [None if result is None else _cell(result, metric) for result in results]
+                rows.append(Row(area=AREAS[suite.area], benchmark="", metric=metric, cells=cells))
     return rows
 
 
@@ -142,7 +152,9 @@ def _html_cell(cell: Cell | None, best: bool) -> str:
     return f'<td class="num">{value}<span class="ci">{interval}</span>{warning}</td>'
 
 
-def render_html(runs: Sequence[EvalResults], names: Sequence[str] | None = None) -> str:
+def render_html(
+    runs: Sequence[EvalResults], names: Sequence[str] | None = None, all_metrics: bool = False
+) -> str:
     """A standalone page: the table, then per model its settings, every metric and the notes."""
     labels = column_labels(runs, names)
     head = "".join(
@@ -151,7 +163,7 @@ def render_html(runs: Sequence[EvalResults], names: Sequence[str] | None = None)
     )
     body = []
     area = None
-    for row in table_rows(runs):
+    for row in table_rows(runs, all_metrics):
         if row.area != area:
             area = row.area
             body.append(

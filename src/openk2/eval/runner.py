@@ -223,7 +223,7 @@ class SuiteOutcome:
             tasks=self.tasks,
             items=len(self.item_ids),
             scored=len(scored),
-            errors=len(self.item_ids) - len(scored),
+            errors=0 if self.unsupported else len(self.item_ids) - len(scored),
             error_examples=sorted(set(problems))[:3],
             unsupported=self.unsupported,
             notes=notes,

@@ -59,15 +59,30 @@ def parsed_share(tasks: Sequence[TaskOutcome]) -> Score:
     )
 
 
-def accuracy(metric: str) -> Scorer:
-    """One greedy sample per task: a proportion (Wilson); several samples: Avg@k over tasks (bootstrap)."""
+def marked_share(tasks: Sequence[TaskOutcome]) -> Score:
+    """Answers given in the format the task asks for (`\\boxed{}`, "Answer:", a tag) rather than a reply
+    taken whole: what SFT teaches first, long before the answers are right."""
+    return proportion(
+        "answer_marked",
+        [
+            sample.rewards[0].details.get("marker", "whole reply") != "whole reply"
+            for task in tasks
+            for sample in task.samples
+            if sample.rewards
+        ],
+    )
+
+
+def accuracy(metric: str, answer_format: bool = False) -> Scorer:
+    """One greedy sample per task: a proportion (Wilson); several samples: Avg@k over tasks (bootstrap).
+    `answer_format`: also the share of answers given with a marker (answer environments)."""
 
     def score(tasks: Sequence[TaskOutcome], settings: SuiteSettings) -> list[Score]:
         if settings.samples == 1:
             headline = proportion(metric, [task.passes == 1 for task in tasks])
         else:
             headline = avg_score(tasks, settings.samples)
-        return [headline, parsed_share(tasks)]
+        return [headline, parsed_share(tasks), *([marked_share(tasks)] if answer_format else [])]
 
     return score
 
@@ -78,7 +93,7 @@ def avg_score(tasks: Sequence[TaskOutcome], k: int) -> Score:
 
 
 def avg_at_k(tasks: Sequence[TaskOutcome], settings: SuiteSettings) -> list[Score]:
-    return [avg_score(tasks, settings.samples), parsed_share(tasks)]
+    return [avg_score(tasks, settings.samples), parsed_share(tasks), marked_share(tasks)]
 
 
 def pass_at(tasks: Sequence[TaskOutcome], settings: SuiteSettings) -> list[Score]:

@@ -202,7 +202,14 @@ SUITES: dict[str, Suite] = {
         _tau2("airline"),
         _mmath("aime2024", "AIME 2024", "AIME2024", "Avg@{samples}", avg_k, avg_at_k),
         _mmath("aime2025", "AIME 2025 (MMATH's 15)", "AIME2025", "Avg@{samples}", avg_k, avg_at_k),
-        _mmath("math500", "MATH-500 (MMATH subset)", "MATH500", "Acc", greedy, accuracy("acc")),
+        _mmath(
+            "math500",
+            "MATH-500 (MMATH subset)",
+            "MATH500",
+            "Acc",
+            greedy,
+            accuracy("acc", answer_format=True),
+        ),
         Suite(
             name="arithmetic",
             benchmark="Arithmetic (one-digit sums)",
@@ -212,7 +219,7 @@ SUITES: dict[str, Suite] = {
             source="reasoning-gym 0.1.25 basic_arithmetic, Apache-2.0",
             defaults=greedy,
             draw=gym_split(generated=ARITHMETIC_SIZE),
-            score=accuracy("acc"),
+            score=accuracy("acc", answer_format=True),
             env_settings={"sources": ["arithmetic"], "difficulty": 1},
         ),
         Suite(
@@ -224,7 +231,7 @@ SUITES: dict[str, Suite] = {
             source="reasoning-gym 0.1.25 generators and scorers (Apache-2.0) + OpenK2 generators",
             defaults=greedy,
             draw=gym_split(generated=LOGIC_PANEL_SIZE),
-            score=accuracy("acc"),
+            score=accuracy("acc", answer_format=True),
             env_settings={"difficulty": 2},
         ),
         Suite(
