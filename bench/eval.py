@@ -27,18 +27,18 @@ from rich.console import Console
 from rich.table import Table
 from serve import served
 
-from openk2.eval import EvalProfile, EvalRequest, evaluate, model_config, resolve_suites
+from openk2.eval import EvalProfile, EvalRequest, evaluate, model_config
 from openk2.eval.compare import comparison_table
+from openk2.eval.suites import configured_suites
 
 TEACHER_SUITES = "humaneval,math500,ifeval-style,bfcl-simple"
 
 
 def run(url: str, output: Path, spec: str, overrides: dict, concurrency: int, profile: EvalProfile):
-    suites = [(suite, suite.settings(profile, overrides)) for suite in resolve_suites(spec)]
     request = EvalRequest(
         model_spec=url,
         model=model_config(url, timeout_s=3600),
-        suites=suites,
+        suites=configured_suites(spec, profile, overrides),
         output=output,
         profile=profile,
         concurrency=concurrency,

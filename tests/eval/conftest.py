@@ -3,7 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-from openk2.eval import EvalProfile, EvalRequest, EvalResults, evaluate, resolve_suites
+from openk2.eval import EvalProfile, EvalRequest, EvalResults, evaluate
+from openk2.eval.suites import configured_suites
 from openk2.llm import LLM, LLMConfig
 
 
@@ -18,7 +19,7 @@ def run_suites(
 ) -> EvalResults:
     """`spec` suites with the same `overrides` for each (e.g. {"n": 3}), as `openk2 eval` runs them."""
     profile = profile or EvalProfile()
-    suites = [(suite, suite.settings(profile, overrides)) for suite in resolve_suites(spec)]
+    suites = configured_suites(spec, profile, overrides)
     request = EvalRequest(
         model_spec=getattr(model, "model_name", "config"),
         model=model,

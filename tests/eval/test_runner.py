@@ -96,7 +96,8 @@ def test_an_unparsable_reply_scores_0_with_the_reason_recorded(tmp_path):
     results = run_suites(tmp_path, GarbledToolCalls(), "bfcl-simple,math500", {"n": 3})
     for suite in results.suites:
         assert suite.scored == 3 and suite.errors == 0 and suite.headline.value == 0.0
-        assert suite.scores[-1].metric == "parsed" and suite.scores[-1].value == 0.0
+        parsed = next(score for score in suite.scores if score.metric == "parsed")
+        assert parsed.value == 0.0
         for trajectory in suite.trajectories:
             assert trajectory.reward == 0.0
             assert "parse_error" in trajectory.rewards[0].details

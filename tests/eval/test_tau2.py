@@ -6,17 +6,14 @@ and nothing on odd ones, so a task with writes passes exactly 2 of its 4 trials.
 """
 
 import asyncio
-import json
 import math
 
-from openk2.chat import Message, format_call_id
+from openk2.chat import Message
 from openk2.eval import SUITES, EvalProfile
 from openk2.llm import ChatRequest
 from tests.eval.conftest import run_suites
 from tests.gym.scripted import ScriptedLLM
-
-WRITES = {"book_reservation", "cancel_reservation", "send_certificate", "update_reservation_baggages"}
-WRITES |= {"update_reservation_flights", "update_reservation_passengers"}
+from tests.gym.test_tool import WRITES, reference_agent
 
 
 def scripted_user() -> ScriptedLLM:
@@ -30,24 +27,17 @@ def scripted_user() -> ScriptedLLM:
 
 
 def alternating_agent(tasks) -> ScriptedLLM:
+    """The gym tests' reference agent on even trials of each task; on odd trials it only says it is done."""
     by_goal = {task.user.goal: task for task in tasks}
-    episodes: dict[str, int] = {}
+    trials: dict[str, int] = {}
 
     def script(request: ChatRequest) -> Message | str:
         opening = next(m.text for m in request.messages if m.role == "user")
         task = next(task for goal, task in by_goal.items() if goal in opening)
-        made = sum(len(message.tool_calls or []) for message in request.messages)
         if sum(m.role == "assistant" for m in request.messages) == 1:  # only the greeting: a new trial
-            episodes[task.id] = episodes.get(task.id, -1) + 1
-        actions = task.verification["actions"] if episodes[task.id] % 2 == 0 else []
-        if made < len(actions):
-            action = actions[made]
-            call = {
-                "id": format_call_id(action["name"], made),
-                "type": "function",
-                "function": {"name": action["name"], "arguments": json.dumps(action["arguments"])},
-            }
-            return Message(role="assistant", content=None, tool_calls=[call])
+            trials[task.id] = trials.get(task.id, -1) + 1
+        if trials[task.id] % 2 == 0:
+            return reference_agent(task).script(request)
         return "All done. " + " ".join(task.verification["communicate_info"])
 
     return ScriptedLLM(script, "alternating-agent")

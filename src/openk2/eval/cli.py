@@ -17,10 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from openk2.gym.cli import parse_settings
-from openk2.recipes import describe_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a checkpoint directory, 'teacher', or an OpenAI-compatible base URL")
     parser.add_argument("--endpoint-model", help="the endpoint's model name (default: the first it serves)")
     parser.add_argument("--api-key-env", help="the environment variable holding the endpoint's API key")
-    parser.add_argument(
-        "--suite", default="core", help="suites and groups, comma-separated (see `eval list`)"
-    )
+    parser.add_argument("--suite", help="suites and groups, comma-separated, e.g. core or humaneval,math500")
     parser.add_argument(
         "--output", type=Path, help="the run directory (default runs/eval/<model>); reruns resume"
     )
@@ -111,8 +106,10 @@ def list_suites() -> None:
     console.print("groups: " + "; ".join(f"{name} = {', '.join(names)}" for name, names in GROUPS.items()))
 
 
-def suite_overrides(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
-    """--n/--samples/--max-tokens/--temperature for every suite, then --set SUITE.FIELD=VALUE."""
+def suite_overrides(
+    args: argparse.Namespace, names: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(--n/--samples/--max-tokens/--temperature for every suite, --set SUITE.FIELD=VALUE per suite)."""
     common = {
         field: value
         for field, value in (
@@ -123,16 +120,17 @@ def suite_overrides(args: argparse.Namespace, names: list[str]) -> dict[str, dic
         )
         if value is not None
     }
-    overrides: dict[str, dict[str, Any]] = {name: dict(common) for name in names}
+    per_suite: dict[str, dict[str, Any]] = {}
     for key, value in parse_settings(args.set).items():
         suite, separator, field = key.partition(".")
-        if not separator or suite not in overrides:
+        if not separator or suite not in names:
             raise ValueError(f"--set {key}: expected SUITE.FIELD=VALUE with SUITE one of {', '.join(names)}")
+        overrides = per_suite.setdefault(suite, {})
         if field.startswith("env."):
-            overrides[suite].setdefault("env", {})[field.removeprefix("env.")] = value
+            overrides.setdefault("env", {})[field.removeprefix("env.")] = value
         else:
-            overrides[suite][field] = value
-    return overrides
+            overrides[field] = value
+    return common, per_suite
 
 
 def default_output(spec: str) -> Path:
@@ -149,21 +147,20 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from openk2.eval.profile import EvalProfile
     from openk2.eval.results import HTML_FILE, RESULTS_FILE
     from openk2.eval.runner import EvalRequest, EvalStopped, evaluate
-    from openk2.eval.suites import resolve_suites
+    from openk2.eval.suites import configured_suites, resolve_suites
 
     if not args.model:
         raise ValueError("--model: required (a checkpoint directory, 'teacher', or an endpoint URL)")
+    if not args.suite:
+        raise ValueError(
+            "--suite: required (suites and groups, comma-separated; `openk2 eval list` shows them)"
+        )
     if args.concurrency < 1:
         raise ValueError(f"--concurrency: expected >= 1, got {args.concurrency}")
-    suites = resolve_suites(args.suite)
     profile = EvalProfile(**({"split": args.split} if args.split else {}))
-    overrides = suite_overrides(args, [suite.name for suite in suites])
-    chosen = []
-    for suite in suites:
-        try:
-            chosen.append((suite, suite.settings(profile, overrides[suite.name])))
-        except ValidationError as error:
-            raise ValueError(f"{suite.name}: {describe_errors(error, within='')}") from None
+    names = [suite.name for suite in resolve_suites(args.suite)]
+    common, per_suite = suite_overrides(args, names)
+    chosen = configured_suites(args.suite, profile, common, per_suite)
     endpoint_options = {"timeout_s": args.timeout, "max_retries": args.max_retries}
     request = EvalRequest(
         model_spec=args.model,

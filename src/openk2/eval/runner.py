@@ -110,9 +110,8 @@ def evaluate(request: EvalRequest) -> EvalResults:
             update={"name": model.model_name, "context_length": context_length(model.inner)}
         )
         with EvalProgress(request.progress) as progress:
-            outcomes = asyncio.run(
-                _run_suites(request, model, helper, identity.context_length, log, latest, progress, hint)
-            )
+            session = _Session(model, helper, identity.context_length, log, latest, progress, hint)
+            outcomes = asyncio.run(_run_suites(request, session))
     finally:
         for llm in opened:
             llm.close()
@@ -236,41 +235,39 @@ def _problem(trajectory: Trajectory) -> str:
     return (trajectory.error or (failed[0] if failed else f"not scored ({trajectory.termination})"))[:300]
 
 
-async def _run_suites(
-    request: EvalRequest,
-    model: CachedLLM,
-    helper: CachedLLM,
-    context: int | None,
-    log: JsonlLog,
-    latest: dict[str, Trajectory],
-    progress: EvalProgress,
-    hint: Callable[[], str],
-) -> list[SuiteOutcome]:
-    outcomes = []
-    for suite, settings in request.suites:
-        runner = _SuiteRun(suite, settings, model, helper, context, log, latest, progress, hint)
-        outcomes.append(await runner.run(request.concurrency))
-    return outcomes
+@dataclass
+class _Session:
+    """What every suite of one run shares: the models, the item log, the display."""
+
+    model: CachedLLM
+    helper: CachedLLM
+    context: int | None  # the model's context in tokens, when known
+    log: JsonlLog
+    latest: dict[str, Trajectory]  # item id -> its last record
+    progress: EvalProgress
+    hint: Callable[[], str]  # how to resume, with the count of kept items
+
+
+async def _run_suites(request: EvalRequest, session: _Session) -> list[SuiteOutcome]:
+    return [
+        await _SuiteRun(suite, settings, session).run(request.concurrency)
+        for suite, settings in request.suites
+    ]
 
 
 class _SuiteRun:
-    def __init__(
-        self,
-        suite: Suite,
-        settings: SuiteSettings,
-        model: CachedLLM,
-        helper: CachedLLM,
-        context: int | None,
-        log: JsonlLog,
-        latest: dict[str, Trajectory],
-        progress: EvalProgress,
-        hint: Callable[[], str],
-    ) -> None:
+    def __init__(self, suite: Suite, settings: SuiteSettings, session: _Session) -> None:
         self.suite, self.settings = suite, settings
-        self.model, self.helper = model, helper
-        self.log, self.latest, self.progress, self.hint = log, latest, progress, hint
+        self.model, self.helper = session.model, session.helper
+        self.log, self.latest, self.progress, self.hint = (
+            session.log,
+            session.latest,
+            session.progress,
+            session.hint,
+        )
         self.notes: list[str] = []
         self.max_tokens = settings.max_tokens
+        context = session.context
         if context is not None and settings.max_tokens is not None and settings.max_tokens >= context:
             self.max_tokens = None  # "up to the end of the context": the largest cap that fits
             self.notes.append(
@@ -278,7 +275,7 @@ class _SuiteRun:
                 "each reply may use the rest of the context after its prompt"
             )
         if suite.needs_helper:
-            self.notes.append(f"user simulator and judge: {helper.model_name}")
+            self.notes.append(f"user simulator and judge: {self.helper.model_name}")
         if settings.split == "all":
             self.notes.append("split 'all' includes the gym's train split, which OpenK2's own RL trains on")
 

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from openk2.eval.bfcl import BfclEnv
 from openk2.eval.ifeval import annotate as ifeval_annotate
 from openk2.eval.ifeval import ifeval_scores
@@ -30,6 +32,7 @@ from openk2.eval.profile import EvalProfile, SuiteSettings
 from openk2.eval.scoring import Scorer, accuracy, avg_at_k, pass_at, pass_hat
 from openk2.gym import Environment, Task, Trajectory, make
 from openk2.llm import LLM
+from openk2.recipes import describe_errors
 
 Area = Literal["coding", "tool_use", "math", "general"]
 AREAS: dict[Area, str] = {  # Table 3's groups, in its order
@@ -272,3 +275,21 @@ def resolve_suites(spec: str) -> list[Suite]:
                 f"groups: {', '.join(GROUPS)}"
             )
     return [suite for name, suite in SUITES.items() if name in chosen]
+
+
+def configured_suites(
+    spec: str,
+    profile: EvalProfile,
+    common: dict[str, Any] | None = None,
+    per_suite: dict[str, dict[str, Any]] | None = None,
+) -> list[tuple[Suite, SuiteSettings]]:
+    """The suites `spec` names, each with its settings from `profile`, then `common` overrides for every
+    suite, then its own; a bad setting is an error naming the suite and the field."""
+    chosen = []
+    for suite in resolve_suites(spec):
+        overrides = {**(common or {}), **(per_suite or {}).get(suite.name, {})}
+        try:
+            chosen.append((suite, suite.settings(profile, overrides)))
+        except ValidationError as error:
+            raise ValueError(f"{suite.name}: {describe_errors(error, within='')}") from None
+    return chosen
