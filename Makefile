@@ -46,3 +46,4 @@ bench: setup
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/rephrase.py
 	$(BIN)/python bench/gym.py
+	$(BIN)/python bench/eval.py throughput

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from openk2.chat import ChatFormatError, Message, ParseError
-from openk2.eval import EvalProfile, resolve_suites
+from openk2.eval import EvalProfile, model_config, resolve_suites
 from openk2.eval.results import ITEMS_FILE, read_results
 from openk2.llm import LLM, ChatRequest, Completion, Usage
 from tests.eval.conftest import run_suites
 from tests.eval.killable_run import CASES, SUITE, slow_oracle
+from tests.llm.checkpoints import write_scripted_checkpoint, write_untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,3 +139,15 @@ def test_results_file_round_trips_and_holds_settings_identity_and_trajectories(t
         (tmp_path / "broken").mkdir()
         (tmp_path / "broken" / "results.json").write_text(json.dumps(broken))
         read_results(tmp_path / "broken")
+
+
+def test_a_resume_is_the_same_checkpoint_by_its_weights_not_by_how_the_path_is_spelled(tmp_path):
+    checkpoint = write_scripted_checkpoint(tmp_path / "ckpt")
+    output = tmp_path / "run"
+    run_suites(output, model_config(str(checkpoint)), "arithmetic", {"n": 1, "max_tokens": 8})
+    respelled = model_config(f"{tmp_path}/./ckpt/")
+    again = run_suites(output, respelled, "arithmetic", {"n": 1, "max_tokens": 8})
+    assert again.suites[0].scored == 1 and again.model.weights_sha256 is not None
+    write_untrained_checkpoint(checkpoint)  # other weights in the same directory
+    with pytest.raises(ValueError, match=r"run\.json: this output holds an evaluation of"):
+        run_suites(output, model_config(str(checkpoint)), "arithmetic", {"n": 1, "max_tokens": 8})

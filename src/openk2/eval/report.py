@@ -119,6 +119,7 @@ STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1d1d1f; }
 h1 { font-size: 1.25rem; margin-bottom: 0.25rem; }
 p.sub { color: #555; margin-top: 0; font-size: 0.9rem; }
+p.note { color: #555; font-size: 0.8rem; max-width: 48rem; }
 table.t3 { border-collapse: collapse; margin: 1rem 0; font-size: 0.92rem; }
 table.t3 th, table.t3 td { padding: 0.35rem 0.8rem; border-bottom: 1px solid #e4e4e7; vertical-align: top; }
 table.t3 thead th { border-bottom: 2px solid #1d1d1f; text-align: center; }
@@ -180,9 +181,10 @@ def render_html(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>OpenK2 evaluation</title><style>{STYLE}</style></head><body>\n"
         "<h1>OpenK2 evaluation</h1>\n"
-        f'<p class="sub">Layout of K2 report Table 3. Scores in %. {html.escape(INTERVALS)}</p>\n'
+        '<p class="sub">In the layout of K2 report Table 3; scores in %, best of each row in bold.</p>\n'
         f'<table class="t3"><thead><tr><th class="left">Benchmark</th><th class="left">Metric</th>{head}</tr>'
-        f"</thead><tbody>\n{chr(10).join(body)}\n</tbody></table>\n{details}</body></html>\n"
+        f"</thead><tbody>\n{chr(10).join(body)}\n</tbody></table>\n"
+        f'<p class="note">{html.escape(INTERVALS)}</p>\n{details}</body></html>\n'
     )
 
 
@@ -203,9 +205,10 @@ def _html_details(label: str, run: EvalResults) -> str:
             f"{score.metric} {'—' if score.value is None else f'{100 * score.value:.1f}'}"
             for score in suite.scores
         )
+        samples = f"{settings.samples} sample{'s' if settings.samples > 1 else ''}"
         facts = (
-            f"split {settings.split}, {suite.tasks} tasks × {settings.samples} samples, temperature "
-            f"{settings.temperature:g}, max_tokens {settings.max_tokens}; scored {suite.scored}/{suite.items}"
+            f"split {settings.split}, {suite.tasks} tasks × {samples}, temperature {settings.temperature:g}, "
+            f"max_tokens {settings.max_tokens}; scored {suite.scored} of {suite.items} items"
         )
         extra = "".join(f"<br>{html.escape(note)}" for note in [*suite.notes, *suite.error_examples])
         if suite.unsupported:

@@ -99,12 +99,12 @@ def evaluate(request: EvalRequest) -> EvalResults:
     opened: list[LLM] = []
     try:
         model = CachedLLM(
-            _open(request.model, request.concurrency, hint, opened), cache, identity.model_dump_json()
+            _open(request.model, request.concurrency, hint, opened), cache, json.dumps(_resume_key(identity))
         )
         helper = model
         if helper_identity is not None and request.helper is not None:
             loaded = _open(request.helper, request.concurrency, hint, opened)
-            helper = CachedLLM(loaded, cache, "helper:" + helper_identity.model_dump_json())
+            helper = CachedLLM(loaded, cache, "helper:" + json.dumps(_resume_key(helper_identity)))
             helper_identity = helper_identity.model_copy(update={"name": helper.model_name})
         identity = identity.model_copy(
             update={"name": model.model_name, "context_length": context_length(model.inner)}
@@ -159,10 +159,16 @@ def resume_hint(request: EvalRequest, log: JsonlLog) -> str:
 # --- the manifest a resumed run must match --------------------------------------------------------------
 
 
+def _resume_key(identity: ModelIdentity) -> dict[str, Any]:
+    """What makes two runs the same model: not how --model was spelled, but the resolved checkpoint and its
+    weights, the endpoint and its model name, or the teacher."""
+    return identity.model_dump(mode="json", exclude={"spec", "context_length"})
+
+
 def check_manifest(request: EvalRequest, identity: ModelIdentity) -> None:
     """Refuse a resume with another model or other settings for a suite already started; record new suites."""
     path = request.output / MANIFEST_FILE
-    model = identity.model_dump(mode="json", exclude={"name"} if identity.backend != "endpoint" else set())
+    model = _resume_key(identity)
     suites = {suite.name: settings.model_dump(mode="json") for suite, settings in request.suites}
     if path.is_file():
         manifest = json.loads(path.read_text())
