@@ -86,8 +86,10 @@ def evaluate(request: EvalRequest) -> EvalResults:
     helper_identity = None
     if needs_helper and request.helper is not None:
         helper_identity = _identity(request.helper_spec or "helper", request.helper)
-    check_manifest(request, identity)
     log = JsonlLog(request.output / ITEMS_FILE)
+    check_manifest(
+        request, identity, started_suites={record["provenance"]["suite"] for record in log.records}
+    )
     latest: dict[str, Trajectory] = {}
     for record in log.records:  # the last record of an item wins (an error item rerun later)
         latest[record["id"]] = Trajectory.model_validate(record)
@@ -165,8 +167,9 @@ def _resume_key(identity: ModelIdentity) -> dict[str, Any]:
     return identity.model_dump(mode="json", exclude={"spec", "context_length"})
 
 
-def check_manifest(request: EvalRequest, identity: ModelIdentity) -> None:
-    """Refuse a resume with another model or other settings for a suite already started; record new suites."""
+def check_manifest(request: EvalRequest, identity: ModelIdentity, started_suites: set[str]) -> None:
+    """Refuse a resume with another model, or with other settings for a suite that has finished items;
+    record the settings of the suites of this run."""
     path = request.output / MANIFEST_FILE
     model = _resume_key(identity)
     suites = {suite.name: settings.model_dump(mode="json") for suite, settings in request.suites}
@@ -179,7 +182,7 @@ def check_manifest(request: EvalRequest, identity: ModelIdentity) -> None:
             )
         for name, settings in suites.items():
             before = manifest["suites"].get(name)
-            if before is not None and before != settings:
+            if name in started_suites and before is not None and before != settings:
                 changed = sorted(key for key in settings if settings[key] != before.get(key))
                 details = ", ".join(
                     f"{name}.{key}: {before.get(key)!r} then, {settings[key]!r} now" for key in changed
