@@ -21,7 +21,9 @@ def run_suites(
     profile = profile or EvalProfile()
     suites = configured_suites(spec, profile, overrides)
     request = EvalRequest(
-        model_spec=getattr(model, "model_name", "config"),
+        model_spec=model.model_name
+        if isinstance(model, LLM)
+        else str(model.checkpoint or model.base_url or "teacher"),
         model=model,
         suites=suites,
         output=output,

@@ -51,6 +51,7 @@ class Row:
     benchmark: str
     metric: str
     cells: list[Cell | None]  # None: the model was not run on this suite
+    headline: bool = True  # False: a further metric of the suite above (`all_metrics`)
 
     @property
     def best(self) -> int | None:
@@ -103,7 +104,7 @@ def table_rows(runs: Sequence[EvalResults], all_metrics: bool = False) -> list[R
             further = dict.fromkeys(score.metric for result in present for score in result.scores[1:])
             for metric in further:
                 cells = [None if result is None else _cell(result, metric) for result in results]
-                rows.append(Row(area=AREAS[suite.area], benchmark="", metric=metric, cells=cells))
+                rows.append(Row(AREAS[suite.area], "", metric, cells, headline=False))
     return rows
 
 
@@ -130,6 +131,8 @@ td .ci { display: block; color: #71717a; font-size: 0.75rem; }
 td .warn { display: block; color: #b45309; font-size: 0.75rem; }
 th .who { display: block; font-weight: normal; color: #71717a; font-size: 0.75rem; }
 td.metric { color: #52525b; white-space: nowrap; }
+table.t3 tr.further td { font-size: 0.82rem; color: #52525b; border-bottom-style: dotted; }
+table.t3 tr.further td.metric { padding-left: 1.6rem; }
 section.details { font-size: 0.85rem; color: #3f3f46; max-width: 70rem; }
 section.details h2 { font-size: 1rem; margin-top: 1.5rem; }
 section.details code { background: #f4f4f5; padding: 0 0.2rem; }
@@ -172,8 +175,9 @@ def render_html(
             )
         best = row.best
         cells = "".join(_html_cell(cell, index == best) for index, cell in enumerate(row.cells))
+        kind = "" if row.headline else ' class="further"'
         body.append(
-            f'<tr><td class="left">{html.escape(row.benchmark)}</td>'
+            f'<tr{kind}><td class="left">{html.escape(row.benchmark)}</td>'
             f'<td class="left metric">{html.escape(row.metric)}</td>{cells}</tr>'
         )
     details = "".join(_html_details(label, run) for label, run in zip(labels, runs, strict=True))
