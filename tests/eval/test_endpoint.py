@@ -26,19 +26,19 @@ def test_a_vanished_endpoint_stops_the_run_with_a_resume_hint_and_the_resume_fin
     with serve(engine) as server:
         url, port = server.base_url, server.port
         config = model_config(url, endpoint_model=engine.model_name, timeout_s=5, max_retries=0)
-        first = run_suites(tmp_path, config, "math500", {"n": 2, "max_tokens": 16})
+        first = run_suites(tmp_path, config, "bfcl-simple", {"n": 2, "max_tokens": 16})
     assert first.suites[0].scored == 2 and first.model.base_url == url
 
     with pytest.raises(
         EvalStopped,
         match=r"the model stopped answering .*Connection error.*2 finished items are kept .*rerun the same command",
     ):
-        run_suites(tmp_path, config, "math500,arithmetic", {"n": 2, "max_tokens": 16})
+        run_suites(tmp_path, config, "bfcl-simple,bfcl-multiple", {"n": 2, "max_tokens": 16})
 
     with serve(engine, port):
-        resumed = run_suites(tmp_path, config, "math500,arithmetic", {"n": 2, "max_tokens": 16})
+        resumed = run_suites(tmp_path, config, "bfcl-simple,bfcl-multiple", {"n": 2, "max_tokens": 16})
     assert [suite.scored for suite in resumed.suites] == [2, 2]
-    assert "0 hits, 2 misses" in resumed.notes[0]  # only arithmetic was asked: math500 was kept
+    assert "0 hits, 2 misses" in resumed.notes[0]  # only bfcl-multiple was asked: bfcl-simple was kept
 
 
 def test_an_unreachable_endpoint_without_a_model_name_stops_before_any_item(tmp_path):
@@ -47,4 +47,4 @@ def test_an_unreachable_endpoint_without_a_model_name_stops_before_any_item(tmp_
         port = probe.getsockname()[1]
     config = model_config(f"http://127.0.0.1:{port}/v1", timeout_s=2, max_retries=0)
     with pytest.raises(EvalStopped, match=r"cannot list the served models .*0 finished items are kept"):
-        run_suites(tmp_path, config, "math500", {"n": 2})
+        run_suites(tmp_path, config, "bfcl-simple", {"n": 2})

@@ -358,7 +358,9 @@ class _SuiteRun:
                     raise SuiteUnsupported(f"{self.model.model_name} takes no tools ({message})") from None
                 if "context" not in message.lower():
                     return _unscored(task, env, identifier, sampling, provenance, message)
-                if sampling.max_tokens is None:
+                if sampling.max_tokens is None or message.startswith(
+                    "messages"
+                ):  # the prompt alone is too long
                     return _over_context(task, env, identifier, sampling, provenance, message)
                 provenance["max_tokens_clipped"] = message
                 sampling = sampling.model_copy(update={"max_tokens": None})
