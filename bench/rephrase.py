@@ -19,7 +19,8 @@ from rich.table import Table
 from serve import served
 
 from openk2.llm import LLMConfig
-from openk2.rephrase import RephraseConfig, rephrase_corpus
+from openk2.rephrase.config import RephraseConfig
+from openk2.rephrase.pipeline import rephrase_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 

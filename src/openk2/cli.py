@@ -1,29 +1,28 @@
-"""The `openk2` command: one thin function per verb; the work lives in the stage packages."""
+"""The `openk2` command: one thin function per verb; the work lives in the stage packages.
+
+Heavy imports (torch, the stages' pipelines) happen inside the verbs, so `openk2 --help` and every verb's
+`--help` answer without them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-
-from openk2.eval.cli import add_arguments as add_eval_arguments
-from openk2.eval.cli import run as run_eval
-from openk2.gym.cli import add_arguments as add_gym_arguments
-from openk2.gym.cli import run as run_gym
-from openk2.rephrase.prompts import MODES
-from openk2.serve.cli import add_chat_arguments, add_serve_arguments
 
 console = Console()
 
 
 def model_info(args: argparse.Namespace) -> None:
     """Total and activated parameters of a preset or a checkpoint's config, counted on the meta device."""
+    from rich.table import Table
+
     from openk2.model import K2Config, count_parameters
 
     config = K2Config.from_pretrained(args.config) if args.config else K2Config.preset(args.preset)
@@ -77,33 +76,10 @@ def pretrain(args: argparse.Namespace) -> None:
     leave_world()
 
 
-def rephrase(args: argparse.Namespace) -> None:
-    """Chunk-wise autoregressive rephrasing with fidelity checks (the recipe's [rephrase] section + flags)."""
-    from openk2.rephrase import RephraseStopped, load_rephrase_config, print_summary, rephrase_corpus
-
-    if args.to is not None and args.mode not in (None, "translate"):
-        raise ValueError(f"--to: the target language applies to --mode translate, not {args.mode}")
-    overrides = {
-        "mode": "translate" if args.to is not None else args.mode,
-        "language": args.to,
-        "variants": args.variants,
-        "concurrency": args.concurrency,
-        "chunk_tokens": args.chunk_tokens,
-    }
-    config = load_rephrase_config(args.recipe, overrides)
-    try:
-        summary = rephrase_corpus(config, args.input, args.output)
-    except RephraseStopped as stopped:
-        console.print(f"[red]error:[/red] {escape(str(stopped))}")
-        sys.exit(1)
-    print_summary(summary, console)
-    console.print(
-        f"{args.output}: rephrased.jsonl (the corpus for `openk2 tokenize`), rejects.jsonl, summary.json"
-    )
-
-
 def generate(args: argparse.Namespace) -> None:
     """Generate from a checkpoint (or a randomly initialised preset) given prompt token ids."""
+    import torch
+
     from openk2.model import K2Config, K2ForCausalLM
 
     torch.manual_seed(args.seed)
@@ -134,7 +110,9 @@ def _human(value: int) -> str:
     return str(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The `openk2` parser. A verb whose arguments live in its package gets them only when it is `verb`
+    (None: every verb), so that its imports (FastAPI for `serve`) wait until that verb is asked for."""
     parser = argparse.ArgumentParser(
         prog="openk2", description="The Kimi K2 training system, runnable on a laptop."
     )
@@ -161,20 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     pre.set_defaults(run=pretrain)
 
-    rep = verbs.add_parser(
-        "rephrase", help="rewrite documents chunk by chunk (knowledge / math notes / translation), verified"
+    package_verb = functools.partial(_add_package_verb, verbs, verb)
+    package_verb(
+        "rephrase",
+        "rewrite documents chunk by chunk (knowledge / math notes / translation), verified",
+        "openk2.rephrase.cli:add_arguments",
     )
-    rep.add_argument("--recipe", type=Path, help="a recipe TOML with a [rephrase] section (else defaults)")
-    rep.add_argument(
-        "--input", type=Path, required=True, help="a .jsonl (field 'text', optional 'id') or .txt"
-    )
-    rep.add_argument("--output", type=Path, required=True, help="the run directory; a rerun resumes it")
-    rep.add_argument("--mode", choices=MODES)
-    rep.add_argument("--to", metavar="LANG", help="translate into LANG (implies --mode translate)")
-    rep.add_argument("--variants", type=int, help="rephrasings per document, each in another style")
-    rep.add_argument("--concurrency", type=int, help="documents in flight at once")
-    rep.add_argument("--chunk-tokens", type=int, help="about this many tokens per chunk (default 256)")
-    rep.set_defaults(run=rephrase)
 
     gen = verbs.add_parser("generate", help="generate token ids from a checkpoint or a random preset")
     source = gen.add_mutually_exclusive_group()
@@ -187,27 +157,40 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(run=generate)
 
-    gym = verbs.add_parser(
-        "gym", help="verifiable-reward environments: list, show tasks, filter by difficulty"
+    package_verb(
+        "gym",
+        "verifiable-reward environments: list, show tasks, filter by difficulty",
+        "openk2.gym.cli:add_arguments",
     )
-    add_gym_arguments(gym)
-    gym.set_defaults(run=run_gym)
-
-    evaluation = verbs.add_parser(
-        "eval", help="measure a model on Table-3-style suites (K2 settings); compare result files"
+    package_verb(
+        "eval",
+        "measure a model on Table-3-style suites under K2's settings; compare result files",
+        "openk2.eval.cli:add_arguments",
     )
-    add_eval_arguments(evaluation)
-    evaluation.set_defaults(run=run_eval)
-
-    add_serve_arguments(verbs.add_parser("serve", help="OpenAI-compatible server with K2 tool calling"))
-    add_chat_arguments(
-        verbs.add_parser("chat", help="chat in the terminal with a checkpoint, the teacher or an endpoint")
+    package_verb(
+        "serve", "OpenAI-compatible server with K2 tool calling", "openk2.serve.cli:add_serve_arguments"
+    )
+    package_verb(
+        "chat",
+        "chat in the terminal with a checkpoint, the teacher or an endpoint",
+        "openk2.serve.cli:add_chat_arguments",
     )
     return parser
 
 
+def _add_package_verb(
+    verbs: argparse._SubParsersAction, wanted: str | None, name: str, help: str, add_arguments: str
+) -> None:
+    """`add_arguments` ("module:function") fills in the verb's arguments and sets its `run`."""
+    parser = verbs.add_parser(name, help=help)
+    if wanted is None or wanted == name:
+        module, function = add_arguments.split(":")
+        getattr(importlib.import_module(module), function)(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(verb=argv[0] if argv else "").parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)

@@ -1,4 +1,5 @@
-"""Files that survive a kill: atomic replacement, fsync'd append-only JSONL logs, and a reply cache.
+"""Files that survive a kill: atomic replacement of files and directories, fsync'd append-only JSONL logs,
+and a reply cache.
 
 Every long job in OpenK2 (pre-training checkpoints, rephrasing, synthesis, SFT, RL, evaluation) writes
 through these, so that a SIGKILL leaves either the old file or the new one, and at most a torn last line
@@ -8,6 +9,9 @@ of a log, which the next open cuts off.
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,24 +78,63 @@ class ReplyCache:
         self._replies[key] = record
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a kill or a power loss leaves the old file or the new one, never half.
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A path to write `path`'s new content to (for writers that want a file name: safetensors, torch.save).
 
-    The bytes are written beside the target and fsynced, renamed over it, and the directory is fsynced so
-    that the rename itself is durable.
+    On leaving the block the file is fsynced, renamed over `path` and the directory fsynced, so a kill or a
+    power loss leaves the old file or the new one, never half; on an error the partial file is removed.
     """
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    with partial.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    partial.replace(path)
+    try:
+        yield partial
+        fsync_file(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     fsync_directory(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically and durably (see `atomic_path`)."""
+    with atomic_path(path) as partial:
+        partial.write_bytes(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """`atomic_write_bytes` of UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def publish_directory(staging: Path, target: Path) -> None:
+    """Rename a fully written `staging` directory to `target`, durably: a kill leaves the old `target` or
+    the new one, never a half-written one under its name.
+
+    Every file and directory in `staging` is fsynced first. An existing `target` is renamed aside to a hidden
+    `.<name>.retired-<pid>` (which a kill may leave behind; it is never read) and deleted after the swap.
+    """
+    fsync_tree(staging)
+    retired = None
+    if target.exists():
+        retired = target.with_name(f".{target.name}.retired-{os.getpid()}")
+        target.replace(retired)
+    staging.replace(target)
+    fsync_directory(target.parent)
+    if retired is not None:
+        shutil.rmtree(retired)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory below `root`, and `root` itself."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fsync_file(Path(directory, name))
+        fsync_directory(Path(directory))
+
+
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as file:
+        os.fsync(file.fileno())
 
 
 def fsync_directory(directory: Path) -> None:

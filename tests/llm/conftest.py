@@ -12,7 +12,7 @@ from tests.llm.checkpoints import CALLS_THE_TOOL, write_scripted_checkpoint, wri
 @pytest.fixture(scope="package", autouse=True)
 def one_thread() -> Iterator[None]:
     # These models are too small to gain from two threads, and spinning OpenMP threads slow down
-    # 10-100x while other processes share the two cores (engineering notes).
+    # 10-100x while other processes share two cores.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,11 +1,22 @@
 """Concurrent callers share batches; a full queue refuses at once; one bad request fails alone."""
 
 import asyncio
+import threading
+from collections.abc import Sequence
 
 import pytest
 
 from openk2.chat import ChatFormatError
-from openk2.llm import BatchingLLM, Overloaded, SamplingParams, ShutDown, chat_request
+from openk2.llm import (
+    LLM,
+    BatchingLLM,
+    ChatRequest,
+    Completion,
+    Overloaded,
+    SamplingParams,
+    ShutDown,
+    chat_request,
+)
 from tests.llm.checkpoints import ANSWER
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -27,22 +38,47 @@ def test_concurrent_requests_are_generated_in_shared_batches(scripted_engine):
     assert max(llm.batch_sizes) <= 8
 
 
-def test_full_queue_answers_overloaded_at_once(untrained_engine):
-    llm = BatchingLLM(untrained_engine, max_batch_size=1, max_pending=1)
-    slow = chat_request(QUESTION, sampling=SamplingParams(temperature=0, max_tokens=200))
+class HeldBackEnd(LLM):
+    """The scripted engine behind a gate: the test decides when the worker's batch may finish (a pipeline
+    test, so the back end is scripted; the queue under test is the real BatchingLLM)."""
 
-    async def ask_three() -> list[object]:
-        return await asyncio.gather(*(llm.achat(slow) for _ in range(3)), return_exceptions=True)
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.generating = threading.Event()
+        self.release = threading.Event()
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def chat_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        self.generating.set()
+        self.release.wait(timeout=60)
+        return self.inner.chat_batch(requests)
+
+
+def test_full_queue_answers_overloaded_at_once(scripted_engine):
+    held = HeldBackEnd(scripted_engine)
+    llm = BatchingLLM(held, max_batch_size=1, max_pending=1)
+
+    async def three_callers() -> tuple[list[Completion], BaseException]:
+        first = asyncio.ensure_future(llm.achat(chat_request(QUESTION)))
+        await asyncio.to_thread(held.generating.wait, 60)  # the worker took the first request
+        second = asyncio.ensure_future(llm.achat(chat_request(QUESTION)))
+        await asyncio.sleep(0)  # the second is queued: the queue of one is full
+        assert llm.pending == 1
+        with pytest.raises(Overloaded) as refused:
+            await llm.achat(chat_request(QUESTION))  # refused at once, while the worker is still held
+        held.release.set()
+        return list(await asyncio.gather(first, second)), refused.value
 
     try:
-        outcomes = asyncio.run(ask_three())
+        served, refused = asyncio.run(three_callers())
     finally:
+        held.release.set()
         llm.close()
-    refused = [outcome for outcome in outcomes if isinstance(outcome, Overloaded)]
-    served = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
-    # at most one request generating and one waiting: the third cannot have been queued
-    assert len(refused) >= 1
-    assert len(served) == 3 - len(refused) >= 1
+    assert [completion.message.content for completion in served] == [ANSWER, ANSWER]
+    assert "1 requests are already waiting" in str(refused)
 
 
 def test_a_bad_request_fails_alone_and_its_batch_neighbours_are_served(scripted_engine):

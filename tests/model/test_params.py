@@ -1,4 +1,4 @@
-"""Parameter counts from the meta device, against transformers and the spec's arithmetic (spec §1.5)."""
+"""Parameter counts from the meta device, against transformers and the arithmetic of docs/model.md."""
 
 import torch
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
@@ -15,7 +15,7 @@ def test_kimi_k2_total_equals_transformers_deepseek_v3_on_the_same_config():
 
 def test_kimi_k2_counts_agree_with_the_spec_arithmetic():
     counts = count_parameters(K2Config.preset("kimi-k2"))
-    attention = 101_124_096  # per layer incl. the q/kv latent norms, spec §1.5
+    attention = 101_124_096  # per layer incl. the q/kv latent norms (docs/model.md)
     expert = 3 * 7168 * 2048
     dense_ffn = 3 * 7168 * 18432
     embedding = 163840 * 7168

@@ -1,4 +1,4 @@
-"""YaRN against the closed forms the spec derives for K2's released config (spec §1.4)."""
+"""YaRN against closed forms for K2's released config (the released code's formulas, derived by hand)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""MuonClip on the real K2 model (tiny preset): role-based groups and QK-Clip's guarantee on MLA (spec §2.6)."""
+"""MuonClip on the real K2 model (tiny preset): role-based groups and QK-Clip's guarantee on MLA (K2 report §2.1)."""
 
 import math
 

@@ -7,8 +7,11 @@ import pytest
 
 from openk2.cli import main
 from openk2.llm import LLMConfig
-from openk2.rephrase import RephraseConfig, RephraseStopped, rephrase_corpus
+from openk2.rephrase.config import RephraseConfig
+from openk2.rephrase.pipeline import RephraseStopped, rephrase_corpus
 from openk2.rephrase.prompts import BUILTIN_LIBRARY, load_mode_prompts
+from openk2.serve import BackgroundServer, create_app
+from tests.rephrase.llm_wrappers import RecordingLLM
 
 GREEDY_RECIPE = """
 [rephrase]
@@ -17,9 +20,9 @@ judge_threshold = 1
 """
 
 
-def run_cli(tmp_path, mode_arguments: list[str], text: str) -> dict:
+def run_cli(tmp_path, mode_arguments: list[str], text: str, recipe_tail: str = "") -> dict:
     (tmp_path / "docs.jsonl").write_text(json.dumps({"id": "doc", "text": text}) + "\n")
-    (tmp_path / "recipe.toml").write_text(GREEDY_RECIPE)
+    (tmp_path / "recipe.toml").write_text(GREEDY_RECIPE + recipe_tail)
     recipe, documents, output = (str(tmp_path / name) for name in ("recipe.toml", "docs.jsonl", "out"))
     main(["rephrase", "--recipe", recipe, "--input", documents, "--output", output, *mode_arguments])
     return json.loads((tmp_path / "out/rephrase.json").read_text())
@@ -32,14 +35,29 @@ def all_records(tmp_path) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path):
-    manifest = run_cli(tmp_path, ["--mode", "math-notes"], "If a = 3 and b = 4, then a^2 + b^2 = 25.")
+def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path, batching_teacher):
+    """The teacher, served over HTTP as `openk2 serve` would, behind a recorder: the rewrite request carries
+    the math-notes prompt in the record's style, and the teacher's reply is the rewrite the record keeps."""
+    source = "If a = 3 and b = 4, then a^2 + b^2 = 25."
+    rewriter = RecordingLLM(batching_teacher)
+    with BackgroundServer(create_app(rewriter)) as server:
+        endpoint = f'\n[rephrase.rewriter]\nbackend = "endpoint"\nbase_url = "{server.base_url}"\n'
+        manifest = run_cli(tmp_path, ["--mode", "math-notes"], source, recipe_tail=endpoint)
 
     assert manifest["settings"]["mode"] == "math-notes"
     [record] = all_records(tmp_path)
     assert record["id"] == "doc#math-notes-0" and record["mode"] == "math-notes"
-    math_styles = {style.id for style in load_mode_prompts(BUILTIN_LIBRARY, "math-notes").styles}
-    assert record["style"] in math_styles
+    prompts = load_mode_prompts(BUILTIN_LIBRARY, "math-notes")
+    [style] = [style for style in prompts.styles if style.id == record["style"]]
+    [asked] = [call for call in rewriter.calls if call.messages[-1].text == prompts.user.format(chunk=source)]
+    assert asked.messages[0].text == prompts.system.format(style=style.instruction)
+    rewrite = asked.reply
+    assert rewrite.strip() and rewrite.strip() != source
+    if "text" in record:  # accepted: the corpus text is the teacher's notes
+        assert record["text"] == rewrite.strip()
+    else:  # rejected by a fidelity check or the judge: the attempt keeps the notes and the reasons
+        assert [attempt["rewrite"] for attempt in record["attempts"]] == [rewrite]
+        assert record["rejected"]
 
 
 def test_to_a_language_means_translate_mode_without_the_name_and_date_checks(tmp_path):

@@ -18,8 +18,10 @@ from openk2.chat import Message
 from openk2.data.config import DataConfig
 from openk2.data.tokenize_corpus import tokenize_corpus
 from openk2.llm import BatchingLLM, ChatRequest, LLMConfig
-from openk2.rephrase import RephraseConfig, RephraseSummary, rephrase_corpus
 from openk2.rephrase.chunking import chunk_document, sentence_spans, stitch
+from openk2.rephrase.config import RephraseConfig
+from openk2.rephrase.pipeline import rephrase_corpus
+from openk2.rephrase.summary import RephraseSummary
 from openk2.rephrase.token_counter import TokenCounter
 from openk2.serve import BackgroundServer, create_app
 from tests.rephrase.conftest import write_documents

@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from openk2.rephrase import load_rephrase_config, rephrase_corpus
+from openk2.rephrase.config import load_rephrase_config
+from openk2.rephrase.pipeline import rephrase_corpus
 from tests.rephrase.conftest import write_documents
 
 RECIPE = """

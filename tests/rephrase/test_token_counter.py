@@ -28,3 +28,10 @@ def test_an_unloadable_tokenizer_names_the_field(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(ValueError, match=r"\[rephrase\]\.tokenizer: cannot load .*tokenizer\.json"):
         TokenCounter.load(str(tmp_path / "tokenizer.json"))
+
+
+def test_a_checkpoint_directory_names_the_tokenizer_it_holds(tmp_path, count_tokens):
+    (tmp_path / "tokenizer.json").write_text(count_tokens.tokenizer.to_str())
+    from_directory = TokenCounter.load(str(tmp_path))
+    assert from_directory.digest() == count_tokens.digest()
+    assert from_directory("The Amazon River") == count_tokens("The Amazon River")

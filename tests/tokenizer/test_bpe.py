@@ -47,7 +47,7 @@ def test_pre_tokenizer_splits_hand_checked_examples_as_k2_pattern_reads(
     assert pieces(text) == expected
 
 
-# K2's pat_str as spec §10.1 lists it, typed independently of the implementation's constant
+# K2's pat_str as the released tokenization_kimi.py has it, typed independently of the implementation's constant
 SPEC_PATTERN_PIECES = [
     r"[\p{Han}]+",
     r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",

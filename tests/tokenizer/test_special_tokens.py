@@ -9,7 +9,7 @@ from openk2.tokenizer.bpe import load_tokenizer
 from openk2.tokenizer.special_tokens import reserved_tokens, special_token_id
 from tests.data.small_corpus import SMALL_VOCAB
 
-# K2's released added_tokens_decoder (spec §10.1): id, content, special
+# K2's released added_tokens_decoder (tokenizer_config.json): id, content, special
 K2_RELEASED = [
     (163584, "[BOS]", True),
     (163585, "[EOS]", True),

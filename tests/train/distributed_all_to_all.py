@@ -20,6 +20,7 @@ from torch.distributed.device_mesh import init_device_mesh
 
 from openk2.model import K2Config
 from openk2.model.moe import RoutedExperts
+from openk2.model.protocols import wrap_stage
 from openk2.train.expert_parallel import ExpertParallelExperts
 
 TOKENS, HIDDEN_SEED = 12, 0
@@ -113,7 +114,9 @@ def run_case(case: str, ep_mesh, config: K2Config) -> dict[str, float]:
 def refusal(ep_mesh, config: K2Config) -> str:
     """The error for experts whose GEMM stages were already wrapped (which EP would silently drop)."""
     experts = RoutedExperts(config)
-    experts.down_projection = experts.down_projection  # an instance-level stage, as memory policies install
+    wrap_stage(
+        experts, "down_projection", lambda owner, stage, *inputs: stage(*inputs)
+    )  # as memory policies do
     try:
         ExpertParallelExperts(experts, ep_mesh)
     except ValueError as error:

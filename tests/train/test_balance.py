@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.optim import MuonClip
 from openk2.train.balance import ExpertLoad, expert_bias_range, update_expert_bias_
+from openk2.train.memory import apply_memory_policy, count_saved_activations
+from openk2.train.recipe import MemorySection
 from openk2.train.world import World
 from tests.train.small_run import SMALL_MODEL
 
@@ -35,18 +38,36 @@ def test_overloaded_experts_move_down_and_underloaded_up_by_exactly_u() -> None:
     assert all(moe.gate.e_score_correction_bias.dtype == torch.float32 for moe in moe_modules)
 
 
-def test_load_is_summed_over_micro_batch_forwards_and_counted_once_each() -> None:
-    model = _model()
+@pytest.mark.parametrize(
+    "memory",
+    [MemorySection(), MemorySection(recompute=True, recompute_moe_down_proj=True)],
+    ids=["plain", "recompute"],
+)
+def test_load_is_summed_over_micro_batch_forwards_and_counted_once_each(memory: MemorySection) -> None:
+    """As the loop does: count after each forward, then backward, which under recompute reruns the RMSNorms,
+    SwiGLUs, MLA up-projections and expert down-projections, but must never rerun a router."""
+    model = apply_memory_policy(_model(), memory)
+    router_runs = [0]
+    for moe in model.moe_modules():
+        moe.gate.register_forward_hook(lambda *_: router_runs.__setitem__(0, router_runs[0] + 1))
+    routing = _model()  # the same weights without a memory policy: the counts each forward must give
     moe_modules = model.moe_modules()
     expert_load = ExpertLoad(moe_modules)
     tokens = torch.randint(0, 8000, (2, 24), generator=torch.Generator().manual_seed(0))
-    per_forward = []
+    expected = []
     for micro_batch in tokens.split(1):
-        model(micro_batch, labels=micro_batch).loss.backward()
+        with torch.no_grad():
+            routing(micro_batch)
+        expected.append(torch.stack([moe.tokens_per_expert for moe in routing.moe_modules()]))
+        with count_saved_activations(model) as ledger:
+            output = model(micro_batch, labels=micro_batch)
         expert_load.add_last_forward()
-        per_forward.append(torch.stack([moe.tokens_per_expert for moe in moe_modules]))
+        output.loss.backward()
+        assert (ledger.tensors["recomputed"] > 0) == memory.recompute  # backward really reran stages
+        assert torch.equal(torch.stack([moe.tokens_per_expert for moe in moe_modules]), expected[-1])
+    assert router_runs[0] == len(expected) * len(moe_modules)
     counts = expert_load.take_global(SINGLE)
-    assert torch.equal(counts, per_forward[0] + per_forward[1])
+    assert torch.equal(counts, expected[0] + expected[1])
     top_k = model.config.num_experts_per_tok
     assert counts.sum(dim=-1).tolist() == [tokens.numel() * top_k] * len(moe_modules)
     assert expert_load.tokens_per_expert is None  # the next step starts from zero

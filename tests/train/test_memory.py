@@ -22,6 +22,7 @@ from openk2.train.memory import (
 from openk2.train.offload import offload, onload
 from openk2.train.recipe import MemorySection
 from openk2.train.recompute import StageRun, recompute_stage
+from tests.numerics import relative_error
 
 BATCH, SEQ = 2, 64
 E4M3_UNIT_ROUNDOFF = 2.0**-4
@@ -55,10 +56,6 @@ def _train_step(model: nn.Module, input_ids: torch.Tensor, autocast: bool = Fals
         [moe.tokens_per_expert.clone() for moe in model.moe_modules()],
         ledger,
     )
-
-
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((actual - expected).norm() / expected.norm()).item()
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +116,7 @@ def test_recompute_keeps_gradients_and_saves_less(base: K2ForCausalLM, input_ids
         # only the RMSNorms are not bit-exact: their input's three gradient terms (residual, and two
         # inside the norm) are summed in another order, an fp32 rounding difference
         for name, expected in plain.grads.items():
-            assert _relative_error(run.grads[name], expected) <= 1e-6, name
+            assert relative_error(run.grads[name], expected) <= 1e-6, name
     assert recompute.ledger.total_bytes < plain.ledger.total_bytes
     assert with_down.ledger.total_bytes < recompute.ledger.total_bytes
     assert recompute.ledger.tensors["recomputed"] > 0
@@ -159,7 +156,7 @@ def test_fp8_storage_perturbs_gradients_only_within_e4m3_precision(
     for switches in (dict(fp8=True), dict(fp8=True, recompute=True, recompute_moe_down_proj=True)):
         run = _with(base, input_ids, **switches)
         for name, expected in plain.grads.items():
-            assert _relative_error(run.grads[name], expected) <= 2 * E4M3_UNIT_ROUNDOFF, name
+            assert relative_error(run.grads[name], expected) <= 2 * E4M3_UNIT_ROUNDOFF, name
         # the hooks really ran: the routed experts' weight gradients read FP8-stored activations
         assert not torch.equal(
             run.grads["model.layers.1.mlp.experts.up_proj"], plain.grads["model.layers.1.mlp.experts.up_proj"]

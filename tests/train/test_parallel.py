@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from openk2.model.moe import RoutedExperts
+from openk2.model.protocols import extension_points
+from openk2.train.expert_parallel import ExpertParallelExperts
 from openk2.train.parallel import build_mesh
 from openk2.train.recipe import ParallelSection
 
@@ -156,3 +159,7 @@ def test_build_mesh_names_the_field_when_ep_does_not_divide_dp(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(ValueError, match=r"\[parallel\] ep: must divide dp=1"):
         build_mesh(ParallelSection(dp=1, ep=2))
+
+
+def test_expert_parallel_experts_offer_the_memory_policy_the_routed_experts_stages():
+    assert extension_points(ExpertParallelExperts) == extension_points(RoutedExperts)

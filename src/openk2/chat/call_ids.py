@@ -1,7 +1,7 @@
 """K2 tool-call ids: `functions.{name}:{index}`, one counter over the whole dialogue (report App. B).
 
 The model reads the function name out of the id, so K2 ids are kept end to end; synthetic ids
-such as `call_abc` degrade multi-turn quality (spec §10.3).
+such as `call_abc` degrade multi-turn quality (Kimi-K2's tool-calling guide).
 """
 
 import re

@@ -1,7 +1,7 @@
-"""OpenAI chat messages and tools: the one message format that crosses every stage (design.md).
+"""OpenAI chat messages and tools: the one message format that crosses every stage (docs/architecture.md).
 
 The models mirror OpenAI's wire format exactly, so any message list can be sent to an
-OpenAI-compatible server as it is; `trajectory.md` stores them unchanged and keeps its
+OpenAI-compatible server as it is; a trajectory (`openk2.gym.records`) stores them unchanged and keeps its
 metadata beside them.
 """
 
@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from openk2.recipes import describe_errors
 
 # OpenAI's rule for function names; it also keeps K2 call ids `functions.{name}:{index}` unambiguous.
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -114,33 +116,10 @@ class ToolSpec(_WireModel):
         return {"type": self.type, "function": function}
 
 
-def _path_into(data: Any, location: tuple[int | str, ...]) -> str:
-    """The error's location as a path into the input, e.g. `.tool_calls[0].function.arguments`.
-
-    pydantic puts union-member labels (`str`, `list[TextPart]`) into locations; a label indexes
-    nothing in the input, so it is left out.
-    """
-    path = ""
-    for position, part in enumerate(location):
-        indexes_data = (isinstance(data, Mapping) and part in data) or (
-            isinstance(data, list) and isinstance(part, int) and part < len(data)
-        )
-        names_a_missing_field = isinstance(data, Mapping) and position == len(location) - 1
-        if not (indexes_data or names_a_missing_field):
-            continue
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        data = data[part] if indexes_data else None
-    return path
-
-
 def _named_error(prefix: str, data: Any, error: ValidationError) -> ChatFormatError:
-    errors = error.errors()
-    deepest = max(errors, key=lambda found: len(found["loc"]))
-    reason = deepest["msg"].removeprefix("Value error, ")
-    if not deepest["loc"]:
-        # Whole-model checks start their message with the field at fault: "tool_call_id: required ...".
-        return ChatFormatError(f"{prefix}.{reason}")
-    return ChatFormatError(f"{prefix}{_path_into(data, tuple(deepest['loc']))}: {reason}")
+    # a union's members each report a problem: the deepest is the member that came closest to matching;
+    # a whole-model check starts its message with the field at fault ("tool_call_id: required ...")
+    return ChatFormatError(f"{prefix}.{describe_errors(error, within='', data=data, deepest_only=True)}")
 
 
 def validate_messages(messages: Sequence[Message | Mapping[str, Any]]) -> list[Message]:

@@ -1,4 +1,4 @@
-"""Generated text → an OpenAI assistant message: content plus `tool_calls` (report App. B, spec §10.3).
+"""Generated text → an OpenAI assistant message: content plus `tool_calls` (K2 report App. B, released format).
 
 The inverse of the template's assistant part. Malformed output never raises: the message keeps the
 text as its content and the reply carries a machine-readable error, so RL can penalise it and

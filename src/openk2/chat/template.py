@@ -1,4 +1,4 @@
-"""K2's chat template: OpenAI messages (+ tools) → the text the model reads (report App. B, spec §10.2).
+"""K2's chat template: OpenAI messages (+ tools) → the text the model reads (K2 report App. B, released template).
 
 Rendered the way the released Kimi-K2-Instruct-0905 `chat_template.jinja` renders through HF
 `apply_chat_template`, literal whitespace included; the initial July 2025 template is an option.

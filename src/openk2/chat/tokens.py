@@ -1,4 +1,4 @@
-"""The special tokens of K2's chat format, by the names of the released tokenizer (spec §10.1).
+"""The special tokens of K2's chat format, by the names of the released tokenizer (docs/architecture.md, chat).
 
 Code refers to tokens by name so that it works with any tokenizer that has them; the ids of our
 own small tokenizers live beside the names in `openk2.tokenizer.special_tokens`, the one table. The report's App. B writes some of them differently

@@ -88,4 +88,4 @@ def _type(schema: dict[str, Any], depth: int) -> str:
         return f"({item})[]" if " | " in item else f"{item}[]"
     if kind == "object":
         return _object_type(schema, depth)
-    return _PRIMITIVES.get(kind, "any")
+    return _PRIMITIVES.get(str(kind), "any")

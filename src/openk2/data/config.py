@@ -66,4 +66,6 @@ def load_data_config(recipe: Path) -> DataConfig:
     try:
         return DataConfig.model_validate(document["data"])
     except ValidationError as error:
-        raise ValueError(f"{recipe}: {describe_errors(error, within='data')}") from error
+        raise ValueError(
+            f"{recipe}: {describe_errors(error, within='data', data=document['data'])}"
+        ) from error

@@ -85,7 +85,7 @@ class PackedSequenceLoader:
         return self
 
     def __next__(self) -> torch.Tensor:
-        rows = []
+        rows: list[np.ndarray] = []
         while len(rows) < self.batch_size:
             if self.position == len(self._epoch_windows):
                 self.epoch += 1

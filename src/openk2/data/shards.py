@@ -20,7 +20,7 @@ from openk2.data.corpus import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 TOKENIZER_NAME = "tokenizer.json"
-MANIFEST_FORMAT = "openk2-token-shards/1"
+MANIFEST_FORMAT: Literal["openk2-token-shards/1"] = "openk2-token-shards/1"
 
 SplitName = Literal["train", "val"]
 TokenDtype = Literal["uint16", "uint32"]
@@ -158,7 +158,7 @@ class SplitTokens:
     """One split's shards read as a single token stream through memory maps."""
 
     paths: list[Path]
-    arrays: list[np.ndarray]  # each [num_tokens] of the manifest's dtype
+    arrays: Sequence[np.ndarray]  # each [num_tokens] of the manifest's dtype (memory maps)
     shard_starts: np.ndarray = field(
         init=False
     )  # [num_shards + 1] stream offset of each shard, then the total

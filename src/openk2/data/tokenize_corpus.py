@@ -18,7 +18,14 @@ from rich.progress import (
 )
 
 from openk2.data.config import DataConfig, ShardSettings
-from openk2.data.corpus import CorpusFile, corpus_files, file_sha256, hold_out_documents, read_documents
+from openk2.data.corpus import (
+    CorpusFile,
+    Document,
+    corpus_files,
+    file_sha256,
+    hold_out_documents,
+    read_documents,
+)
 from openk2.data.shards import (
     MANIFEST_NAME,
     TOKENIZER_NAME,
@@ -31,6 +38,7 @@ from openk2.data.shards import (
     verify_shards_dir,
     write_split,
 )
+from openk2.io import publish_directory
 from openk2.tokenizer.bpe import plain_text_tokenizer, train_k2_tokenizer
 from openk2.tokenizer.special_tokens import BOS, EOS, special_token_id
 
@@ -67,7 +75,7 @@ def tokenize_corpus(config: DataConfig, progress: bool = True) -> Manifest:
             disable=not progress,
         ) as bars:
             manifest = _build(config, settings, sources, staging, bars)
-        _replace_directory(shards_dir, staging)
+        publish_directory(staging, shards_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -112,7 +120,8 @@ def _build(
     eos_id = special_token_id(EOS, config.vocab_size)
     dtype = token_dtype(config.vocab_size)
     splits: dict[SplitName, SplitRecord] = {}
-    for split, split_documents in (("train", train_documents), ("val", val_documents)):
+    held_out: list[tuple[SplitName, list[Document]]] = [("train", train_documents), ("val", val_documents)]
+    for split, split_documents in held_out:
         encoding = bars.add_task(f"encoding {split}", total=len(split_documents))
         wrapped = []
         for start in range(0, len(split_documents), ENCODE_BATCH_DOCUMENTS):
@@ -143,13 +152,3 @@ def _build(
 def _with_boundaries(ids: list[int], bos_id: int, eos_id: int) -> np.ndarray:
     # [BOS] too, not only [EOS]: the stream's first document and any [BOS]-led prompt then start like all others
     return np.array([bos_id, *ids, eos_id], dtype=np.int64)
-
-
-def _replace_directory(target: Path, staging: Path) -> None:
-    if not target.exists():
-        staging.rename(target)
-        return
-    retired = target.parent / f".{target.name}.retired-{os.getpid()}"
-    target.rename(retired)
-    staging.rename(target)
-    shutil.rmtree(retired)

@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per endpoint request")
     parser.add_argument("--max-retries", type=int, default=2, help="endpoint retries before the run stops")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:

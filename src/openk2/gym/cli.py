@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     filtering.add_argument(
         "--helper", choices=["teacher", "policy"], help="the model for judges and user simulators, if needed"
     )
+    parser.set_defaults(run=run)
 
 
 def _task_arguments(parser: argparse.ArgumentParser) -> None:

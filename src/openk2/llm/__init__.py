@@ -1,4 +1,4 @@
-"""The one LLM interface (design.md): every model call in OpenK2 goes through `LLM.chat`.
+"""The one LLM interface (docs/architecture.md): every model call in OpenK2 goes through `LLM.chat`.
 
     from openk2.llm import LLMConfig, load_llm, SamplingParams
     llm = load_llm(LLMConfig(backend="endpoint", base_url="http://127.0.0.1:8000/v1"))
@@ -13,6 +13,7 @@ serves many concurrent callers of an in-process back end in batches.
 from openk2.llm.batching import BatchingLLM, Overloaded, ShutDown
 from openk2.llm.config import LLMConfig, load_concurrent_llm, load_llm
 from openk2.llm.protocol import LLM, ModelUnavailable
+from openk2.llm.tokenizer_file import tokenizer_file
 from openk2.llm.types import (
     RECOMMENDED_TEMPERATURE,
     ChatRequest,
@@ -45,4 +46,5 @@ __all__ = [
     "chat_request",
     "load_concurrent_llm",
     "load_llm",
+    "tokenizer_file",
 ]

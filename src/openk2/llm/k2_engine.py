@@ -4,7 +4,7 @@
     cache)──> reply tokens ──cut at <|im_end|> / stop / max_tokens──> text ──openk2.chat.parse──>
     assistant message with K2 call ids, or the raw text and a parse error
 
-Tool choice follows K2's "enforcer" (spec §10.3) as far as a prefix can: a named function forces
+Tool choice follows K2's "enforcer" (K2 report App. B) as far as a prefix can: a named function forces
 `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>` and
 the model writes the arguments, which the parser checks are a JSON object; `required` forces the
 section and `functions.`, the model picks the tool; `none` cuts a reply where a section would begin.

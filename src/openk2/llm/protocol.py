@@ -1,4 +1,4 @@
-"""The one LLM interface every model call in OpenK2 goes through (design.md, "one LLM interface").
+"""The one LLM interface every model call in OpenK2 goes through (docs/architecture.md).
 
 Rephraser, user and tool simulators, judge, critic and the RL policy hold an `LLM` and never learn
 which back end it is: an in-process OpenK2 checkpoint, a transformers model (the embedded teacher),

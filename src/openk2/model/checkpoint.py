@@ -7,7 +7,6 @@ including block-FP8 weights (e4m3 with a `weight_scale_inv` per 128x128 block), 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from openk2.io import atomic_path, atomic_write_text
 from openk2.model.config import K2Config
 from openk2.model.transformer import K2ForCausalLM
 
@@ -55,35 +55,24 @@ def save_pretrained(model: K2ForCausalLM, directory: str | Path, max_shard_bytes
             shard_bytes = 0
         shards[-1][name] = tensor
         shard_bytes += size
-    if len(shards) == 1:
-        _write_atomically(
-            directory / "model.safetensors", lambda path: save_file(shards[0], path, {"format": "pt"})
-        )
-    else:
-        weight_map = {}
-        for number, shard in enumerate(shards, start=1):
-            filename = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-            _write_atomically(
-                directory / filename, lambda path, shard=shard: save_file(shard, path, {"format": "pt"})
-            )
-            weight_map.update(dict.fromkeys(shard, filename))
+    filenames = (
+        ["model.safetensors"]
+        if len(shards) == 1
+        else [f"model-{number:05d}-of-{len(shards):05d}.safetensors" for number in range(1, len(shards) + 1)]
+    )
+    for filename, shard in zip(filenames, shards, strict=True):
+        with atomic_path(directory / filename) as partial:
+            save_file(shard, partial, {"format": "pt"})
+    if len(shards) > 1:
+        weight_map = {
+            name: filename for filename, shard in zip(filenames, shards, strict=True) for name in shard
+        }
         total_size = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
-        _write_atomically(
-            directory / "model.safetensors.index.json",
-            lambda path: Path(path).write_text(json.dumps(index, indent=2)),
-        )
+        atomic_write_text(directory / "model.safetensors.index.json", json.dumps(index, indent=2))
     config = model.config.to_hf_dict()
     config["torch_dtype"] = str(model.lm_head.weight.dtype).removeprefix("torch.")
-    _write_atomically(
-        directory / "config.json", lambda path: Path(path).write_text(json.dumps(config, indent=2))
-    )
-
-
-def _write_atomically(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(str(temporary))
-    os.replace(temporary, path)
+    atomic_write_text(directory / "config.json", json.dumps(config, indent=2))
 
 
 def read_checkpoint_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
@@ -162,14 +151,14 @@ def from_hf_state_dict(
                 source,
             )
         state[stacked_name] = torch.stack([experts[index] for index in range(count)])
-    if model.config.tie_word_embeddings:
-        state.setdefault("lm_head.weight", state.get("model.embed_tokens.weight"))
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise ValueError(f"{source}: unexpected keys for this config: {unexpected[:5]}")
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise ValueError(f"{source}: missing keys: {missing[:5]}")
+    if model.config.tie_word_embeddings and "model.embed_tokens.weight" in state:
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+    unexpected_keys = sorted(set(state) - set(expected))
+    if unexpected_keys:
+        raise ValueError(f"{source}: unexpected keys for this config: {unexpected_keys[:5]}")
+    missing_keys = sorted(set(expected) - set(state))
+    if missing_keys:
+        raise ValueError(f"{source}: missing keys: {missing_keys[:5]}")
     for name, tensor in state.items():
         _check_shape(name, tensor, expected[name].shape, source)
     return state

@@ -1,6 +1,6 @@
 """K2Config: the model's shape, under the field names of the HF `config.json` of DeepSeek-V3 / Kimi-K2.
 
-K2 report §2.3, Table 2; the released config is reproduced in `presets["kimi-k2"]` (spec §1.3).
+K2 report §2.3, Table 2; the released Kimi-K2-Instruct config.json is reproduced in `presets["kimi-k2"]`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from openk2.recipes import describe_errors
 
 
 class YarnRopeScaling(BaseModel):
@@ -152,7 +154,7 @@ class K2Config(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as error:
-            raise ValueError(f"{source}: {_describe(error)}") from None
+            raise ValueError(f"{source}: {describe_errors(error, within='')}") from None
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> K2Config:
@@ -181,10 +183,6 @@ class K2Config(BaseModel):
         }
 
 
-def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors())
-
-
 PRESETS: dict[str, dict[str, Any]] = {
     # K2's structure at laptop scale: 1 dense layer, 1 shared expert, top-4 of 16 sigmoid-routed experts, MLA.
     "tiny": dict(
@@ -209,7 +207,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bos_token_id=8192 - 256,
         eos_token_id=8192 - 255,
     ),
-    # The benchmark shape (engineering notes): hidden 256, 4 layers, 8 heads, 16 experts top-2 + 1 shared.
+    # The benchmark shape (bench/, docs/benchmarks.md): hidden 256, 4 layers, 8 heads, 16 experts top-2 + 1 shared.
     "small": dict(
         vocab_size=8192,
         hidden_size=256,
@@ -262,7 +260,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bos_token_id=163584,
         eos_token_id=163585,
     ),
-    # Kimi-K2-Instruct config.json (July 2025), spec §1.3.
+    # Kimi-K2-Instruct config.json (July 2025), K2 report §2.3.
     "kimi-k2": dict(
         vocab_size=163840,
         hidden_size=7168,

@@ -15,6 +15,7 @@ from torch import nn
 
 from openk2.model.config import K2Config
 from openk2.model.norm import RMSNorm
+from openk2.model.protocols import extension_point
 from openk2.model.rope import apply_rotary, softmax_scale
 
 
@@ -170,6 +171,7 @@ class MultiHeadLatentAttention(nn.Module):
         q_nope, q_rope = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
         return q_nope, apply_rotary(q_rope, cos, sin)
 
+    @extension_point
     def up_projections(
         self,
         query_latent: torch.Tensor,
@@ -247,7 +249,7 @@ class MultiHeadLatentAttention(nn.Module):
 
     @torch.no_grad()
     def qk_clip_(self, gamma_per_head: torch.Tensor) -> None:
-        """K2 report §2.1 / spec §2.6: scale head h's logits by γ_h touching only its unshared parts.
+        """K2 report §2.1, Algorithm 1: scale head h's logits by γ_h touching only its unshared parts.
 
         q^C and k^C rows × √γ_h, q^R rows × γ_h; v rows and the shared rotary key k^R are left alone.
         Heads with γ_h ≥ 1 are not written at all.

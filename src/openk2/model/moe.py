@@ -13,11 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from openk2.model.config import K2Config
+from openk2.model.protocols import extension_point
 
 
 class SwiGLUActivation(nn.Module):
     """silu(gate) * up: the gated activation between a SwiGLU's up- and down-projections (no weights)."""
 
+    @extension_point
     def forward(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         return F.silu(gate) * up
 
@@ -38,6 +40,8 @@ class SwiGLU(nn.Module):
 
 class Router(nn.Module):
     """The `noaux_tc` top-k gate; all its arithmetic is fp32."""
+
+    e_score_correction_bias: torch.Tensor  # a buffer: [n_routed_experts] fp32
 
     def __init__(self, config: K2Config) -> None:
         super().__init__()
@@ -104,17 +108,34 @@ class RoutedExperts(nn.Module):
         out = out * expert_weights.reshape(-1).index_select(0, slot_order)[:, None].to(out.dtype)
         return torch.zeros_like(x).index_add_(0, token_of_slot, out), tokens_per_expert
 
+    @extension_point
     def up_projections(
         self, routed: torch.Tensor, group_ends: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every expert's gate and up GEMMs on its own slots: [slots, hidden] -> 2 × [slots, width]."""
-        gate = F.grouped_mm(routed, self.gate_proj.transpose(-2, -1), offs=group_ends)
-        up = F.grouped_mm(routed, self.up_proj.transpose(-2, -1), offs=group_ends)
-        return gate, up
+        return grouped_up_projections(routed, self.gate_proj, self.up_proj, group_ends)
 
+    @extension_point
     def down_projection(self, hidden: torch.Tensor, group_ends: torch.Tensor) -> torch.Tensor:
         """Every expert's down GEMM on its own slots: [slots, width] -> [slots, hidden]."""
-        return F.grouped_mm(hidden, self.down_proj.transpose(-2, -1), offs=group_ends)
+        return grouped_down_projection(hidden, self.down_proj, group_ends)
+
+
+def grouped_up_projections(
+    routed: torch.Tensor, gate_proj: torch.Tensor, up_proj: torch.Tensor, group_ends: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """routed [slots, hidden] sorted by expert, expert e's slots ending at group_ends[e]; gate_proj and
+    up_proj [experts, width, hidden] -> gate, up [slots, width]."""
+    gate = F.grouped_mm(routed, gate_proj.transpose(-2, -1), offs=group_ends)
+    up = F.grouped_mm(routed, up_proj.transpose(-2, -1), offs=group_ends)
+    return gate, up
+
+
+def grouped_down_projection(
+    hidden: torch.Tensor, down_proj: torch.Tensor, group_ends: torch.Tensor
+) -> torch.Tensor:
+    """hidden [slots, width] sorted by expert; down_proj [experts, hidden, width] -> [slots, hidden]."""
+    return F.grouped_mm(hidden, down_proj.transpose(-2, -1), offs=group_ends)
 
 
 def sequence_balance_loss(scores: torch.Tensor, expert_indices: torch.Tensor) -> torch.Tensor:

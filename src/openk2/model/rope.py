@@ -1,6 +1,6 @@
 """Decoupled rotary position embedding with YaRN, exactly as the released DeepSeek-V3 / Kimi-K2 code.
 
-K2 pre-trains at 4k and extends to 128k with YaRN (spec §1.4, §3.4): frequencies of the low rotary pairs are
+K2 pre-trains at 4k and extends to 128k with YaRN (K2 report §2.5): frequencies of the low rotary pairs are
 kept, the high ones interpolated by 1/factor, with a linear ramp between; attention logits are rescaled by
 mscale². Rotary dims are stored as interleaved pairs (x0, x1), (x2, x3), ... in the checkpoints.
 """
@@ -34,13 +34,9 @@ def rope_inverse_frequencies(
     if scaling is None:
         return freq_extrapolated, 1.0
     freq_interpolated = freq_extrapolated / scaling.factor
-    low = math.floor(
-        yarn_correction_dim(scaling.beta_fast, dim, base, scaling.original_max_position_embeddings)
-    )
-    high = math.ceil(
-        yarn_correction_dim(scaling.beta_slow, dim, base, scaling.original_max_position_embeddings)
-    )
-    low, high = max(low, 0), min(high, dim - 1)
+    original = scaling.original_max_position_embeddings
+    low = max(math.floor(yarn_correction_dim(scaling.beta_fast, dim, base, original)), 0)
+    high: float = min(math.ceil(yarn_correction_dim(scaling.beta_slow, dim, base, original)), dim - 1)
     if low == high:
         high += 0.001  # the released code's guard against a zero-width ramp
     ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
@@ -53,7 +49,7 @@ def rope_inverse_frequencies(
 
 
 def softmax_scale(config: K2Config) -> float:
-    """1/sqrt(d_qk), times mscale(factor, mscale_all_dim)² under YaRN (spec §1.4: 0.1309 for K2)."""
+    """1/sqrt(d_qk), times mscale(factor, mscale_all_dim)² under YaRN (as the released code: 0.1309 for K2)."""
     scale = config.qk_head_dim**-0.5
     if config.rope_scaling is not None and config.rope_scaling.mscale_all_dim:
         mscale = yarn_get_mscale(config.rope_scaling.factor, config.rope_scaling.mscale_all_dim)

@@ -98,7 +98,7 @@ class K2ForCausalLM(nn.Module):
         """labels: the token ids themselves (shifted here); positions labelled -100 are ignored in the loss.
 
         With config.aux_loss_alpha > 0 (and seq_aux), training forwards add DeepSeek-V3's sequence-wise
-        balance loss. K2's use of it is unconfirmed (spec §1.4): the tiny and small presets leave it at 0;
+        balance loss. The K2 report does not say whether K2 used it: the tiny and small presets leave it at 0;
         kimi-k2 and moonlight carry their released configs' 0.001.
         """
         logits = self.lm_head(self.model(input_ids))
@@ -114,10 +114,10 @@ class K2ForCausalLM(nn.Module):
         return CausalLMOutput(logits=logits, loss=loss, aux_loss=aux_loss)
 
     def attention_modules(self) -> list[MultiHeadLatentAttention]:
-        return [layer.self_attn for layer in self.model.layers]
+        return [module for module in self.modules() if isinstance(module, MultiHeadLatentAttention)]
 
     def moe_modules(self) -> list[MoE]:
-        return [layer.mlp for layer in self.model.layers if isinstance(layer.mlp, MoE)]
+        return [module for module in self.modules() if isinstance(module, MoE)]
 
     # -- HF checkpoints (checkpoint.py imports this class, hence the local import) ---------------------
     @classmethod

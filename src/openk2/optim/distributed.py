@@ -1,6 +1,6 @@
 """Distributed Muon: Newton–Schulz must see whole matrices, never one rank's shard of them.
 
-Moonlight's Distributed Muon (ZeRO-1 scheme, spec §2.4): momentum on the local shard, gather the full
+Moonlight's Distributed Muon (ZeRO-1 scheme, Moonlight §2): momentum on the local shard, gather the full
 matrix, orthogonalise, keep the local slice. A shard that already holds whole matrices (stacked experts split along the expert dim)
 is orthogonalised where it lies, with no communication: that is "assign whole matrices to ranks".
 """
@@ -31,7 +31,7 @@ def shard_holds_whole_matrices(param: Tensor) -> bool:
 
 def gather_whole_matrices(param: Tensor, local_update: Tensor) -> Tensor:
     """All-gather `local_update` (laid out like `param`'s local shard) into the full [..., n, m] update."""
-    if shard_holds_whole_matrices(param):
+    if not isinstance(param, DTensor) or shard_holds_whole_matrices(param):
         return local_update
     sharded = DTensor.from_local(
         local_update, param.device_mesh, param.placements, shape=param.shape, stride=param.stride()
@@ -41,7 +41,7 @@ def gather_whole_matrices(param: Tensor, local_update: Tensor) -> Tensor:
 
 def keep_local_shard(param: Tensor, full_update: Tensor) -> Tensor:
     """Slice a full update (identical on every rank) down to `param`'s local shard, without communication."""
-    if shard_holds_whole_matrices(param):
+    if not isinstance(param, DTensor) or shard_holds_whole_matrices(param):
         return full_update
     mesh = param.device_mesh
     replicated = DTensor.from_local(full_update, mesh, [Replicate()] * mesh.ndim, run_check=False)

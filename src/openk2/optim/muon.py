@@ -10,7 +10,7 @@ Parameters may be FSDP2 DTensors: element-wise math runs on local shards, Newton
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, overload
 
 import torch
 from torch import Tensor
@@ -36,7 +36,8 @@ def orthogonalise_by_shape(matrices: list[Tensor], steps: int, dtype: torch.dtyp
     """Newton–Schulz on every [..., n, m] tensor, batching all matrices of one shape into one call."""
     by_shape: dict[tuple[int, int], list[int]] = {}
     for index, matrix in enumerate(matrices):
-        by_shape.setdefault(tuple(matrix.shape[-2:]), []).append(index)
+        n, m = matrix.shape[-2:]
+        by_shape.setdefault((n, m), []).append(index)
     results: list[Tensor] = [torch.empty(0)] * len(matrices)
     for (n, m), indices in by_shape.items():
         stacked = torch.cat([matrices[i].reshape(-1, n, m) for i in indices])  # [total matrices, n, m]
@@ -100,8 +101,14 @@ class Muon(torch.optim.Optimizer):
                     f"Muon: param group {index} uses Muon but holds a parameter with fewer than 2 dims"
                 )
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -126,6 +133,7 @@ class Muon(torch.optim.Optimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p)
             buffer = local_tensor(state["momentum_buffer"])
+            assert p.grad is not None  # _update_parameters passes only parameters with a gradient
             grad = local_tensor(p.grad)
             buffer.mul_(momentum).add_(grad)  # M_t = μ·M_{t−1} + G_t
             # Nesterov (Moonlight §2): orthogonalise G_t + μ·M_t instead of M_t
@@ -150,6 +158,7 @@ class Muon(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
+            assert p.grad is not None
             grad = local_tensor(p.grad)
             exp_avg, exp_avg_sq = local_tensor(state["exp_avg"]), local_tensor(state["exp_avg_sq"])
             exp_avg.lerp_(grad, 1 - beta1)

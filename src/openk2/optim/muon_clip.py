@@ -21,7 +21,7 @@ class MuonClip(Muon):
     def __init__(self, param_groups: Iterable[dict[str, Any]], qk_clip: QKClip, **muon_options: Any) -> None:
         super().__init__(param_groups, **muon_options)
         self.qk_clip = qk_clip
-        self.last_qk_clip_stats: QKClipStats | None = None
+        self.last_qk_clip_stats = QKClipStats({}, heads_clipped=0, heads_total=0)  # before the first step
 
     @classmethod
     def from_model(

@@ -8,7 +8,7 @@ k_nope × √γ_h, q_rope × γ_h, the shared rotary key untouched; MHA: W_q and
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,7 @@ class MaxLogitAttention(Protocol):
     """What an attention module offers QK-Clip; the module owns the mapping from heads to weight rows."""
 
     num_heads: int
+    training: bool  # nn.Module's: evaluation forwards are not part of a training step
     record_max_logit: bool  # when True, forward stores max_logit_per_head
     max_logit_per_head: Tensor | None  # [num_heads] fp32, detached: max scaled logit of the last forward
 
@@ -69,15 +70,17 @@ class QKClip:
         self._step_max_logit: dict[str, Tensor] = {}
         for name, module in self.attention_modules.items():
             module.record_max_logit = True
-            module.register_forward_hook(self._make_recorder(name))
+            cast(nn.Module, module).register_forward_hook(self._make_recorder(name))
 
     def _make_recorder(self, name: str) -> Callable[[nn.Module, object, object], None]:
+        attention = self.attention_modules[name]
+
         def record(module: nn.Module, inputs: object, output: object) -> None:
             # evaluation forwards do not belong to the training step's batch
-            if not module.training or module.max_logit_per_head is None:
+            if not attention.training or attention.max_logit_per_head is None:
                 return
             seen = self._step_max_logit.get(name)
-            latest = module.max_logit_per_head.detach().float()
+            latest = attention.max_logit_per_head.detach().float()
             self._step_max_logit[name] = latest if seen is None else torch.maximum(seen, latest)
 
         return record
@@ -101,7 +104,9 @@ class QKClip:
                 # γ_h = τ / S_max^h above τ, exactly 1 elsewhere (also where S_max^h ≤ 0)
                 gamma_per_head = torch.where(over_tau, self.tau / max_logit_per_head, 1.0)
                 module = self.attention_modules[name]
-                with whole_parameters(module):  # sharded weights: every rank rescales whole rows alike
+                with whole_parameters(
+                    cast(nn.Module, module)
+                ):  # sharded weights: every rank rescales whole rows alike
                     module.qk_clip_(gamma_per_head)
                 heads_clipped += int(over_tau.sum())
         return QKClipStats(max_logit_per_layer, heads_clipped, sum(heads_per_layer))

@@ -67,7 +67,9 @@ def _ends_sentence(text: str, terminator: re.Match[str]) -> bool:
     quoted = len(marks) < len(terminator.group())
     if marks == "." and _is_abbreviation(text, terminator.start()):
         return False
-    whitespace, next_character = _NEXT_CHARACTER.match(text, terminator.end()).groups()
+    following = _NEXT_CHARACTER.match(text, terminator.end())
+    assert following is not None  # both groups may be empty: the pattern matches anywhere
+    whitespace, next_character = following.groups()
     if not next_character or "\n" in whitespace:  # end of text, or the line ends with sentence punctuation
         return True
     if ("!" in marks or "?" in marks) and not quoted:

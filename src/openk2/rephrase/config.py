@@ -9,8 +9,6 @@ from openk2.llm import LLMConfig
 from openk2.recipes import describe_errors, read_recipe_toml
 from openk2.rephrase.prompts import BUILTIN_LIBRARY, Mode
 
-TEACHER_TOKENIZER = "teacher"
-
 
 class RephraseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -23,8 +21,8 @@ class RephraseConfig(BaseModel):
         default=512, ge=0, description="at most this much preceding source and rewrite go into a prompt"
     )
     tokenizer: str = Field(
-        default=TEACHER_TOKENIZER,
-        description="counts tokens for chunking and the length check: 'teacher' or a tokenizer.json path",
+        default="teacher",
+        description="counts tokens for chunking and the length check: 'teacher', a checkpoint directory or a tokenizer.json path",
     )
     prompt_library: Path = Field(default=BUILTIN_LIBRARY, description="a directory of prompt TOML files")
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
@@ -62,4 +60,4 @@ def _validated(table: dict[str, Any], origin: str) -> RephraseConfig:
     try:
         return RephraseConfig.model_validate(table)
     except ValidationError as error:
-        raise ValueError(f"{origin}: {describe_errors(error, within='rephrase')}") from error
+        raise ValueError(f"{origin}: {describe_errors(error, within='rephrase', data=table)}") from error

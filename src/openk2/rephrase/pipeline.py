@@ -369,10 +369,16 @@ async def _rephrase_all(
         # the line is the commit point: once written, a resumed run skips this item
         (accepted_log if outcome.accepted else rejects_log).append(outcome.record)
         counts["accepted" if outcome.accepted else "rejected"] += 1
-        bars.update(task_id, advance=1, **counts)
+        bars.update(task_id, advance=1, accepted=counts["accepted"], rejected=counts["rejected"])
 
     with bars:
-        task_id = bars.add_task("rephrasing", total=total, completed=sum(counts.values()), **counts)
+        task_id = bars.add_task(
+            "rephrasing",
+            total=total,
+            completed=sum(counts.values()),
+            accepted=counts["accepted"],
+            rejected=counts["rejected"],
+        )
         async with asyncio.TaskGroup() as group:
             for item in items:
                 group.create_task(one(item, task_id))

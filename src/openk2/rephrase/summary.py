@@ -18,7 +18,8 @@ class CheckTally(BaseModel):
     evaluated: int = 0
     passed: int = 0
 
-    @computed_field
+    # @computed_field over @property needs this ignore under mypy, as pydantic's documentation shows
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rate(self) -> float:
         return self.passed / self.evaluated if self.evaluated else float("nan")
@@ -38,12 +39,12 @@ class RephraseSummary(BaseModel):
     cache_hits: int
     cache_misses: int
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def acceptance_rate(self) -> float:
         return self.accepted / self.items if self.items else float("nan")
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def documents_per_minute(self) -> float:
         return 60 * self.processed_this_run / self.elapsed_s if self.elapsed_s else float("nan")

@@ -1,15 +1,15 @@
 """Token counts for chunking, context windows and the length check, from one HF tokenizer.
 
 The rewrite model's own tokenizer is not reachable through an endpoint, so the recipe names one:
-"teacher" (the embedded SmolLM2's BPE) or any tokenizer.json, e.g. the one `openk2 tokenize` trained.
+"teacher" (the embedded SmolLM2's BPE), a checkpoint directory, or any tokenizer.json, e.g. the one
+`openk2 tokenize` trained; `openk2.llm.tokenizer_file` finds the file.
 """
 
 import hashlib
-from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from openk2.rephrase.config import TEACHER_TOKENIZER
+from openk2.llm import tokenizer_file
 
 MAX_WORD_CHARS = 32  # a longer run without whitespace is not one word
 
@@ -20,12 +20,7 @@ class TokenCounter:
 
     @classmethod
     def load(cls, name: str) -> "TokenCounter":
-        if name == TEACHER_TOKENIZER:
-            from openk2.llm.teacher import teacher_checkpoint
-
-            path = teacher_checkpoint() / "tokenizer.json"
-        else:
-            path = Path(name)
+        path = tokenizer_file(name)
         try:
             return cls(Tokenizer.from_file(str(path)))
         except Exception as error:  # tokenizers raises a bare Exception for a missing or bad file

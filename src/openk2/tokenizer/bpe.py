@@ -1,7 +1,7 @@
 """The K2-style tokenizer: byte-level BPE behind K2's pre-tokenisation regex, K2's reserved ids on top.
 
-Spec §10.1. K2 uses tiktoken; OpenK2 trains the same kind of tokenizer with HF `tokenizers`, whose
-Oniguruma engine accepts K2's pattern verbatim (`\\p{Han}`, `&&` class intersection, `(?i:...)`).
+K2's released tokenizer is tiktoken BPE; OpenK2 trains the same kind of tokenizer with HF `tokenizers`,
+whose Oniguruma engine accepts K2's pattern verbatim (`\\p{Han}`, `&&` class intersection, `(?i:...)`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 
 from openk2.tokenizer.special_tokens import NUM_RESERVED_TOKENS, first_reserved_id, reserved_tokens
 
-# K2's `pat_str` from tokenization_kimi.py, one alternative per line (spec §10.1)
+# K2's `pat_str` from the released tokenization_kimi.py, one alternative per line
 K2_PRETOKENIZE_PATTERN = "|".join(
     [
         r"[\p{Han}]+",

@@ -1,6 +1,6 @@
 """K2's reserved special tokens, laid out at the top of a vocabulary of any size.
 
-K2 (spec §10.1) reserves the 256 ids after its 163,584 BPE tokens and names some of them in
+K2's released tokenizer reserves the 256 ids after its 163,584 BPE tokens and names some of them in
 `added_tokens_decoder`. OpenK2 keeps that layout at every scale: the top 256 ids of a vocabulary of size V
 are reserved, and a named token sits at the same offset from V - 256 as it does from 163,584 in K2.
 """

@@ -1,4 +1,4 @@
-"""Auxiliary-loss-free expert balancing (DeepSeek-V3 §2.1.2, which K2 inherits; spec §1.4).
+"""Auxiliary-loss-free expert balancing (DeepSeek-V3 §2.1.2; the K2 report names no rule, docs/architecture.md).
 
 Each routed expert i has a bias b_i that is added to its routing score only to choose the top-k experts.
 After every optimizer step, b_i ← b_i + u·sign(mean load − load_i): an overloaded expert becomes less
@@ -24,7 +24,7 @@ class ExpertLoad:
 
     def add_last_forward(self) -> None:
         """Call right after a training forward, before its backward."""
-        counts = torch.stack([moe.tokens_per_expert for moe in self.moe_modules])
+        counts = torch.stack([routed_counts(moe) for moe in self.moe_modules])
         self.tokens_per_expert = counts if self.tokens_per_expert is None else self.tokens_per_expert + counts
 
     def take_global(self, world: World) -> torch.Tensor:
@@ -33,6 +33,13 @@ class ExpertLoad:
             raise RuntimeError("ExpertLoad: no training forward was counted in this step")
         counts, self.tokens_per_expert = self.tokens_per_expert, None
         return all_reduce_sum_(counts, world)
+
+
+def routed_counts(moe: MoE) -> torch.Tensor:
+    """The last forward's routed slots per expert [experts] of one MoE layer."""
+    if moe.tokens_per_expert is None:
+        raise RuntimeError("ExpertLoad: a MoE layer has not run a forward yet")
+    return moe.tokens_per_expert
 
 
 @torch.no_grad()

@@ -3,14 +3,14 @@
 `<run_dir>/checkpoints/step_000100/` holds the model in HF layout (config.json + model.safetensors, which
 `K2ForCausalLM.from_pretrained` loads), the run's tokenizer.json, and everything needed to continue:
 optimizer.pt, scheduler.pt, loader.json and rng.pt (one entry per rank), and trainer_state.json, the last file
-written. A checkpoint is written into a hidden temporary directory and renamed into place, so a kill at any
-moment leaves every earlier checkpoint intact and never a half-written one under a `step_*` name.
+written. A checkpoint is written into a hidden temporary directory, fsynced file by file, and renamed into
+place, so a kill or a power loss at any moment leaves every earlier checkpoint intact and never a
+half-written one under a `step_*` name.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from openk2.data import PackedSequenceLoader
+from openk2.io import publish_directory
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
 from openk2.train.world import World, all_gather_objects, barrier
@@ -91,7 +92,7 @@ def save_checkpoint(
     final = root / checkpoint_name(state.step)
     if world.is_main:
         root.mkdir(parents=True, exist_ok=True)
-        for leftover in root.glob(".step_*"):  # a killed save or prune leaves these; never read
+        for leftover in root.glob(".step_*"):  # a killed save, swap or prune leaves these; never read
             shutil.rmtree(leftover)
         staging = root / f".{final.name}.tmp"
         staging.mkdir()
@@ -105,9 +106,7 @@ def save_checkpoint(
         (staging / "loader.json").write_text(json.dumps(loader_states, indent=1))
         torch.save(rng_states, staging / "rng.pt")
         (staging / TRAINER_STATE).write_text(state.model_dump_json(indent=2))
-        if final.exists():  # an invalid directory of this name (resume skipped it): replace it
-            _remove(final)
-        os.replace(staging, final)
+        publish_directory(staging, final)  # replaces an invalid directory of this name (resume skipped it)
         for old in find_checkpoints(run_dir).valid[:-keep]:
             _remove(old)
     barrier(world)
@@ -117,7 +116,7 @@ def save_checkpoint(
 def _remove(directory: Path) -> None:
     """Rename first, so a kill during the delete leaves a hidden directory, not a damaged `step_*` one."""
     doomed = directory.with_name(f".{directory.name}.deleting")
-    os.replace(directory, doomed)
+    directory.replace(doomed)
     shutil.rmtree(doomed)
 
 
@@ -170,7 +169,9 @@ def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> Trai
     """Restore model, optimizer, schedule, this rank's loader position and RNG from `directory`."""
     with torch.device("meta"):
         reference = K2ForCausalLM(trainable.config)  # expected keys and shapes, no memory
-    model_state = from_hf_state_dict(read_checkpoint_tensors(directory), reference, source=str(directory))
+    model_state: dict[str, Any] = from_hf_state_dict(
+        read_checkpoint_tensors(directory), reference, source=str(directory)
+    )
     set_model_state_dict(trainable.model, model_state, options=StateDictOptions(full_state_dict=True))
     optimizer_state = torch.load(directory / "optimizer.pt", weights_only=True)
     set_optimizer_state_dict(

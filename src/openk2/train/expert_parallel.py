@@ -13,47 +13,51 @@ gradient gathers the contributions of all ranks' tokens.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed._functional_collectives import all_to_all_single_autograd, wait_tensor
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+from torch.distributed.tensor import Shard, distribute_tensor
 
-from openk2.model.moe import RoutedExperts
+from openk2.model.moe import RoutedExperts, grouped_down_projection, grouped_up_projections
+from openk2.model.protocols import extension_point, wrapped_stages
+from openk2.optim.distributed import local_tensor
 
 EXPERT_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
-STAGES = ("up_projections", "down_projection")
 
 
-class ExpertParallelExperts(RoutedExperts):
-    """`RoutedExperts` with its experts split over `ep_mesh`; same call and results, every forward collective.
+class ExpertParallelExperts(nn.Module):
+    """A `RoutedExperts` with its experts split over `ep_mesh`: same call and results, every forward collective.
 
-    The stacked weights keep their names and global shapes [E, ...] as DTensors sharded on the expert dim
-    (`Shard(0)` over ep): a full state dict is the single-process one, and each rank's shard holds whole
-    expert matrices (distributed Muon orthogonalises them where they lie). The per-expert GEMM stages
-    (`up_projections`, `act_fn`, `down_projection`) are the model's own, run on the local shards, so
-    activation-memory wrappers applied to this module afterwards work as on the single-process one.
+    Built from a `RoutedExperts`, which it replaces in the model: it takes over the wrapped module's stacked
+    weights as DTensors sharded on the expert dim (`Shard(0)` over ep), under the same names and global shapes
+    [E, ...], so a full state dict is the single-process one and each rank's shard holds whole expert matrices
+    (distributed Muon orthogonalises them where they lie), and its activation module. Between the two
+    all-to-alls it runs the model's grouped-GEMM stages (`grouped_up_projections`, `act_fn`,
+    `grouped_down_projection`) on this rank's local shards. `up_projections` and `down_projection` are
+    extension points here too, so activation-memory wrappers applied afterwards work as on `RoutedExperts`.
 
     `forward` returns the same `tokens_per_expert` as `RoutedExperts`: this rank's routed slots per
     *global* expert [E]; summed over all data-parallel ranks it is the single-process count of the global batch.
     """
 
+    gate_proj: nn.Parameter  # DTensors [E, ...], Shard(0) over ep
+    up_proj: nn.Parameter
+    down_proj: nn.Parameter
+
     def __init__(self, experts: RoutedExperts, ep_mesh: DeviceMesh) -> None:
-        nn.Module.__init__(self)  # RoutedExperts.__init__ would allocate all E experts again
+        super().__init__()
         ranks = ep_mesh.size()
         if experts.num_experts % ranks:
             raise ValueError(
                 f"[parallel] ep: must divide n_routed_experts={experts.num_experts} to give every rank whole experts, "
                 f"got {ranks}"
             )
-        wrapped = [name for name in STAGES if name in vars(experts)]
+        wrapped = wrapped_stages(experts)
         if wrapped:
             raise ValueError(
-                f"RoutedExperts: {wrapped} were replaced on the instance (an activation-memory policy?); "
+                f"RoutedExperts: {wrapped} are already wrapped (an activation-memory policy?); "
                 "apply expert parallelism first, then the memory policy"
             )
         self.num_experts = experts.num_experts
@@ -97,28 +101,18 @@ class ExpertParallelExperts(RoutedExperts):
         mixing = expert_weights.reshape(-1).index_select(0, slot_order)[:, None].to(returned.dtype)
         return torch.zeros_like(x).index_add_(0, token_of_slot, returned * mixing), tokens_per_expert
 
+    # local_tensor: this rank's [E/ep, ...] shards as plain tensors, views that pass gradients back to the DTensors
+    @extension_point
     def up_projections(
         self, routed: torch.Tensor, group_ends: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        with self._local_shards():
-            return super().up_projections(routed, group_ends)
+        return grouped_up_projections(
+            routed, local_tensor(self.gate_proj), local_tensor(self.up_proj), group_ends
+        )
 
+    @extension_point
     def down_projection(self, hidden: torch.Tensor, group_ends: torch.Tensor) -> torch.Tensor:
-        with self._local_shards():
-            return super().down_projection(hidden, group_ends)
-
-    @contextlib.contextmanager
-    def _local_shards(self) -> Iterator[None]:
-        """Inside, the stacked weights are this rank's [E/ep, ...] shards as plain tensors (views that pass
-        gradients back to the DTensors), so `RoutedExperts`' grouped GEMMs run unchanged."""
-        sharded = {name: self._parameters[name] for name in EXPERT_PROJECTIONS}
-        for name, weight in sharded.items():
-            assert isinstance(weight, DTensor)
-            self._parameters[name] = weight.to_local()
-        try:
-            yield
-        finally:
-            self._parameters.update(sharded)
+        return grouped_down_projection(hidden, local_tensor(self.down_proj), group_ends)
 
 
 def _all_to_all(

@@ -16,12 +16,13 @@ also saves in fp32 (router math stays fp32), and which recompute already rebuild
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -31,31 +32,35 @@ from torch.utils.weak import WeakTensorKeyDictionary
 from openk2.model.mla import MultiHeadLatentAttention
 from openk2.model.moe import RoutedExperts, SwiGLUActivation
 from openk2.model.norm import RMSNorm
+from openk2.model.protocols import DOWN_PROJECTION, FORWARD, UP_PROJECTIONS, wrap_stage
+from openk2.train.expert_parallel import ExpertParallelExperts
 from openk2.train.fp8_storage import Fp8Tiles, dequantize_tiles, quantize_tiles
 from openk2.train.offload import Offloaded, offload, onload
 from openk2.train.recipe import MemorySection
-from openk2.train.recompute import RecomputedOutputs, RecomputedView, recompute_stage
+from openk2.train.recompute import RecomputedOutputs, RecomputedView, Stage, recompute_stage
 
 Packed = torch.Tensor | Fp8Tiles | Offloaded | RecomputedView
+Model = TypeVar("Model", bound=nn.Module)
 
 
-def apply_memory_policy(model: nn.Module, config: MemorySection) -> nn.Module:
+def apply_memory_policy(model: Model, config: MemorySection) -> Model:
     """Applies the recipe's switched-on [memory] techniques to model (in place, once) and returns it."""
     if config.is_default:
         return model
     memory = ActivationMemory(model, offload=config.offload)
     for module in list(model.modules()):
+        routed_experts = isinstance(module, RoutedExperts | ExpertParallelExperts)
         if config.recompute and isinstance(module, RMSNorm | SwiGLUActivation):
-            recompute_stage(module, "forward", memory.recomputed)
+            recompute_stage(module, FORWARD, memory.recomputed)
         if config.recompute and isinstance(module, MultiHeadLatentAttention):
-            recompute_stage(module, "up_projections", memory.recomputed)
-        if config.recompute_moe_down_proj and isinstance(module, RoutedExperts):
-            recompute_stage(module, "down_projection", memory.recomputed)
+            recompute_stage(module, UP_PROJECTIONS, memory.recomputed)
+        if config.recompute_moe_down_proj and routed_experts:
+            recompute_stage(module, DOWN_PROJECTION, memory.recomputed)
         # FP8 tagging wraps outermost, so a recomputed stage's saved inputs are the tagged tensors
         if config.fp8 and isinstance(module, SwiGLUActivation):
-            memory.store_inputs_in_fp8(module, "forward")
-        if config.fp8 and isinstance(module, RoutedExperts):
-            memory.store_inputs_in_fp8(module, "up_projections", first=1)
+            memory.store_inputs_in_fp8(module, FORWARD)
+        if config.fp8 and routed_experts:
+            memory.store_inputs_in_fp8(module, UP_PROJECTIONS, first=1)
     model.register_forward_pre_hook(memory.enter)
     model.register_forward_hook(memory.exit, always_call=True)
     return model
@@ -76,14 +81,14 @@ class ActivationMemory:
 
     def store_inputs_in_fp8(self, owner: nn.Module, stage_name: str, first: int | None = None) -> None:
         """From now on the first `first` (default: all) tensor inputs of owner.<stage_name> are saved as FP8."""
-        stage = getattr(owner, stage_name)
+        wrap_stage(owner, stage_name, functools.partial(self._tag_fp8_inputs, first))
 
-        def tagged(*inputs: torch.Tensor) -> Any:
-            for tensor in inputs[:first]:
-                self._fp8_inputs[tensor] = True
-            return stage(*inputs)
-
-        setattr(owner, stage_name, tagged)
+    def _tag_fp8_inputs(
+        self, first: int | None, owner: nn.Module, stage: Stage, *inputs: torch.Tensor
+    ) -> Any:
+        for tensor in inputs[:first]:
+            self._fp8_inputs[tensor] = True
+        return stage(*inputs)
 
     def enter(self, module: nn.Module, args: Any) -> None:
         self._weights = weight_storages(self.model)

@@ -5,11 +5,12 @@ when the `tensorboard` package is installed. The report reads the file back thro
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from openk2.io import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -49,9 +50,8 @@ class MetricsWriter:
             [r for r in read_metrics(self.path) if r.step <= resume_after_step] if self.path.exists() else []
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rewritten = self.path.with_name(f".{METRICS_FILE}.tmp")  # a kill mid-rewrite keeps the old file
-        rewritten.write_text("".join(record.model_dump_json() + "\n" for record in kept))
-        os.replace(rewritten, self.path)
+        # a kill mid-rewrite keeps the old file
+        atomic_write_text(self.path, "".join(record.model_dump_json() + "\n" for record in kept))
         self._file = self.path.open("a", encoding="utf-8")
         self.tensorboard = _tensorboard_writer(run_dir / "tensorboard", purge_step=resume_after_step + 1)
 

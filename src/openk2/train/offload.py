@@ -30,7 +30,8 @@ def offload(value: torch.Tensor | Fp8Tiles) -> Offloaded:
     if device.type == "cpu":
         return Offloaded(value, device)
     if isinstance(value, Fp8Tiles):
-        return Offloaded(Fp8Tiles(*map(_to_pinned_host, value.tensors()), value.shape, value.dtype), device)
+        codes, scales = (_to_pinned_host(tensor) for tensor in value.tensors())
+        return Offloaded(Fp8Tiles(codes, scales, value.shape, value.dtype), device)
     return Offloaded(_to_pinned_host(value), device)
 
 

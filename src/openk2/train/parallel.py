@@ -99,7 +99,9 @@ def clip_grad_norm_(parameters: Iterable[nn.Parameter], max_norm: float) -> torc
     for grad in grads:
         key, local = None, grad
         if isinstance(grad, DTensor):
-            placements = tuple(Replicate() if p.is_replicate() else Partial() for p in grad.placements)
+            placements: tuple[Placement, ...] = tuple(
+                Replicate() if p.is_replicate() else Partial() for p in grad.placements
+            )
             key, local = (grad.device_mesh, placements), grad.to_local()
         squares = local.float().square().sum()
         local_squares[key] = local_squares[key] + squares if key in local_squares else squares

@@ -16,6 +16,7 @@ gradient terms summed in another order, which differs in the last bits of fp32.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from openk2.model.protocols import wrap_stage
 
 Stage = Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]
 
@@ -100,7 +103,8 @@ class RecomputedOutputs:
         if found is None or found[0]() is None:
             return None
         _, run, output_index = found
-        return RecomputedView(run, output_index, tensor.size(), tensor.stride(), tensor.storage_offset())
+        offset = int(tensor.storage_offset())  # a plain int outside torch.compile
+        return RecomputedView(run, output_index, tensor.size(), tensor.stride(), offset)
 
     def run(
         self, stage: Stage, parameters: Sequence[nn.Parameter], inputs: Sequence[torch.Tensor]
@@ -147,11 +151,12 @@ class _Recompute(torch.autograd.Function):
 
 
 def recompute_stage(owner: nn.Module, stage_name: str, outputs: RecomputedOutputs) -> None:
-    """From now on owner.<stage_name> (its forward, or a stage method) keeps its inputs, not its outputs."""
-    stage = getattr(owner, stage_name)
+    """From now on the extension point owner.<stage_name> keeps its inputs, not its outputs."""
+    wrap_stage(owner, stage_name, functools.partial(_recomputed, outputs))
 
-    def recomputed(*inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        weights = [p for p in owner.parameters() if p.requires_grad]
-        return outputs.run(stage, weights, inputs)
 
-    setattr(owner, stage_name, recomputed)
+def _recomputed(
+    outputs: RecomputedOutputs, owner: nn.Module, stage: Stage, *inputs: torch.Tensor
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    weights = [p for p in owner.parameters() if p.requires_grad]  # the weights the stage reads
+    return outputs.run(stage, weights, inputs)

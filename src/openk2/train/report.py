@@ -31,7 +31,17 @@ def write_report(run_dir: Path, recipe: Recipe, checkpoint: Path, sample: str | 
         raise ValueError(f"{run_dir / METRICS_FILE}: no records to report")
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(parents=True, exist_ok=True)
-    plots = {
+    plots = report_plots(records, recipe)
+    for name, (title, draw) in plots.items():
+        _save_plot(plots_dir / name, title, draw)
+    path = run_dir / REPORT_FILE
+    path.write_text(_html(recipe, records, checkpoint, sample, run_dir, list(plots)), encoding="utf-8")
+    return path
+
+
+def report_plots(records: list[StepRecord], recipe: Recipe) -> dict[str, tuple[str, Callable[[Axes], None]]]:
+    """file name -> (title, draws the curve of `records` on an Axes)."""
+    return {
         "loss.png": ("Loss", lambda axes: _plot_loss(axes, records)),
         "lr.png": ("Learning rate (WSD)", lambda axes: _plot_lr(axes, records)),
         "max_logit.png": (
@@ -43,11 +53,6 @@ def write_report(run_dir: Path, recipe: Recipe, checkpoint: Path, sample: str | 
         "expert_bias.png": ("Routing bias per MoE layer", lambda axes: _plot_expert_bias(axes, records)),
         "throughput.png": ("Throughput", lambda axes: _plot_throughput(axes, records)),
     }
-    for name, (title, draw) in plots.items():
-        _save_plot(plots_dir / name, title, draw)
-    path = run_dir / REPORT_FILE
-    path.write_text(_html(recipe, records, checkpoint, sample, run_dir, list(plots)), encoding="utf-8")
-    return path
 
 
 def _save_plot(path: Path, title: str, draw: Callable[[Axes], None]) -> None:
@@ -69,8 +74,10 @@ def _steps(records: list[StepRecord]) -> list[int]:
 
 def _plot_loss(axes: Axes, records: list[StepRecord]) -> None:
     axes.plot(_steps(records), [r.loss for r in records], label="train", linewidth=1)
-    evaluated = [r for r in records if r.val_loss is not None]
-    axes.plot(_steps(evaluated), [r.val_loss for r in evaluated], "o-", label="validation (held-out)")
+    evaluated = [(r.step, r.val_loss) for r in records if r.val_loss is not None]
+    axes.plot(
+        [step for step, _ in evaluated], [loss for _, loss in evaluated], "o-", label="validation (held-out)"
+    )
     axes.set_ylabel("cross-entropy (nats)")
 
 
