@@ -133,7 +133,7 @@ def test_results_file_round_trips_and_holds_settings_identity_and_trajectories(t
     assert results.profile.max_tokens == 512 and suite.settings.max_tokens == 512
     assert suite.settings.temperature == 0.0  # K2: tool use at temperature 0
     assert len(suite.trajectories) == 3 and all(t.sampling.temperature == 0.0 for t in suite.trajectories)
-    with pytest.raises(ValueError, match=r"results\.json: suites\.0\.scores"):
+    with pytest.raises(ValueError, match=r"results\.json: suites\[0\]\.scores: Input should be a valid list"):
         broken = json.loads((tmp_path / "results.json").read_text())
         broken["suites"][0]["scores"] = "high"
         (tmp_path / "broken").mkdir()
