@@ -2,7 +2,7 @@
 higher one, imports inside functions included.
 
     model, optim, tokenizer, io, recipes  →  data, chat  →  llm  →  rephrase, gym  →  synth, train
-    →  rl, eval, serve  →  cli  (→  __main__)
+    →  sft, rl, eval, serve  →  cli  (→  __main__)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ LAYERS = [
     {"llm"},
     {"rephrase", "gym"},
     {"synth", "train"},
-    {"rl", "eval", "serve"},
+    {"sft", "rl", "eval", "serve"},
     {"cli"},
     {"__main__"},
 ]
@@ -114,8 +114,8 @@ def test_the_data_and_chat_stages_do_not_reach_up_or_sideways() -> None:
     assert GRAPH["data"] & {"llm", "chat", "rephrase"} == set()
 
 
-def test_only_the_cli_and_rl_import_train() -> None:
-    assert {package for package, targets in GRAPH.items() if "train" in targets} <= {"cli", "rl"}
+def test_only_the_cli_and_the_stages_that_train_on_the_shared_loop_import_train() -> None:
+    assert {package for package, targets in GRAPH.items() if "train" in targets} <= {"cli", "sft", "rl"}
 
 
 def test_the_scan_sees_imports_inside_functions_and_module_strings(tmp_path: Path) -> None:

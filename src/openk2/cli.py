@@ -141,6 +141,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     package_verb = functools.partial(_add_package_verb, verbs, verb)
     package_verb(
+        "sft",
+        "supervised fine-tuning on chat, trajectory, preference and task data",
+        "openk2.sft.cli:add_arguments",
+    )
+    package_verb(
         "rephrase",
         "rewrite documents chunk by chunk (knowledge / math notes / translation), verified",
         "openk2.rephrase.cli:add_arguments",

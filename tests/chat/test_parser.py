@@ -88,26 +88,12 @@ GOOD_CALL = call_text("functions.f:0", "{}")
 @pytest.mark.parametrize(
     ("text", "kind", "call_index"),
     [
-        ("Hi <|tool_calls_section_begin|>" + GOOD_CALL, "unclosed_section", None),
-        ("<|tool_calls_section_begin|>" + GOOD_CALL[:30], "unclosed_section", None),
+        ("<|tool_calls_section_begin|>" + GOOD_CALL[:30], "truncated", 0),
         ("<|tool_calls_section_begin|><|tool_calls_section_end|>", "malformed_section", None),
-        (
-            "<|tool_calls_section_begin|>" + GOOD_CALL + "text<|tool_calls_section_end|>",
-            "malformed_section",
-            1,
-        ),
         (
             "<|tool_calls_section_begin|><|tool_call_begin|>f<|tool_call_end|><|tool_calls_section_end|>",
             "malformed_section",
             0,
-        ),
-        (
-            "<|tool_calls_section_begin|>"
-            + GOOD_CALL
-            + call_text("functions.f:1", "{}<|tool_call_begin|>")
-            + "<|tool_calls_section_end|>",
-            "malformed_section",
-            1,
         ),
         (
             "<|tool_calls_section_begin|>" + call_text("get_weather", "{}") + "<|tool_calls_section_end|>",
@@ -126,14 +112,6 @@ GOOD_CALL = call_text("functions.f:0", "{}")
         ),
         (
             "<|tool_calls_section_begin|>"
-            + GOOD_CALL
-            + call_text("functions.f:1", '{"a": ')
-            + "<|tool_calls_section_end|>",
-            "bad_arguments",
-            1,
-        ),
-        (
-            "<|tool_calls_section_begin|>"
             + call_text("functions.f:0", "[1, 2]")
             + "<|tool_calls_section_end|>",
             "bad_arguments",
@@ -142,18 +120,142 @@ GOOD_CALL = call_text("functions.f:0", "{}")
         ("Sure." + GOOD_CALL, "stray_markup", None),
         ("<|tool_calls_section_end|>", "stray_markup", None),
         ("Hello <|im_user|>user<|im_middle|>hi", "stray_markup", None),
-        (
-            "<|tool_calls_section_begin|>" + GOOD_CALL + "<|tool_calls_section_end|>and more",
-            "stray_markup",
-            None,
-        ),
     ],
 )
-def test_malformed_output_keeps_the_text_and_names_the_error(text, kind, call_index):
+def test_a_reply_without_any_good_call_keeps_its_text_and_names_the_error(text, kind, call_index):
     reply = parse(text + IM_END + "ignored")
     assert (reply.error.kind, reply.error.call_index) == (kind, call_index)
     assert reply.message.content == text and reply.message.tool_calls is None
     assert reply.finish_reason == "stop"
+
+
+# Tolerance, as vLLM's and SGLang's Kimi-K2 parser tests state it (our own strings).
+def _section(*calls: str) -> str:
+    return "<|tool_calls_section_begin|>" + "".join(calls) + "<|tool_calls_section_end|>"
+
+
+def _calls(reply) -> list[tuple[str, str, str]]:
+    return [(c.id, c.function.name, c.function.arguments) for c in reply.message.tool_calls or []]
+
+
+def test_a_bad_call_is_reported_beside_the_good_ones():
+    reply = parse(
+        "Checking both. "
+        + _section(
+            call_text("functions.get_weather:0", '{"city": "Oslo"'),
+            call_text("functions.get_weather:1", '{"city": "Rome"}'),
+        )
+    )
+    assert _calls(reply) == [("functions.get_weather:1", "get_weather", '{"city": "Rome"}')]
+    assert [(e.kind, e.call_index) for e in reply.errors] == [("bad_arguments", 0)]
+    assert reply.message.content == "Checking both. " and reply.finish_reason == "tool_calls"
+
+
+def test_a_call_with_a_malformed_id_is_skipped_and_the_next_kept():
+    reply = parse(
+        _section(call_text("functions.lookup.0", '{"q": 1}'), call_text("functions.search:1", '{"q": 2}'))
+    )
+    assert _calls(reply) == [("functions.search:1", "search", '{"q": 2}')]
+    assert [(e.kind, e.call_index) for e in reply.errors] == [("bad_call_id", 0)]
+
+
+def test_ids_without_the_functions_prefix_take_the_k2_form():
+    reply = parse(_section(call_text("get_weather:0", "{}"), call_text(" list-files:1 ", "{}")))
+    assert _calls(reply) == [
+        ("functions.get_weather:0", "get_weather", "{}"),
+        ("functions.list-files:1", "list-files", "{}"),
+    ]
+    assert reply.errors == []
+
+
+def test_dialogue_wide_indices_are_kept_and_error_indices_count_within_the_reply():
+    reply = parse(
+        _section(
+            call_text("functions.a:5", "{}"),
+            call_text("functions.b:6", "nope"),
+            call_text("functions.c:7", "{}"),
+        )
+    )
+    assert [c.id for c in reply.message.tool_calls] == ["functions.a:5", "functions.c:7"]
+    assert [(e.kind, e.call_index) for e in reply.errors] == [("bad_arguments", 1)]
+
+
+def test_several_sections_all_count():
+    reply = parse(
+        "A"
+        + _section(call_text("functions.a:0", "{}"))
+        + " B "
+        + _section(call_text("functions.b:1", '{"x": 1}'))
+    )
+    assert [c.function.name for c in reply.message.tool_calls] == ["a", "b"]
+    assert reply.message.content == "A B " and reply.errors == []
+
+
+def test_a_cut_off_last_call_is_reported_truncated_and_the_finished_ones_kept():
+    reply = parse(
+        "<|tool_calls_section_begin|>"
+        + call_text("functions.a:0", '{"k": "v"}')
+        + '<|tool_call_begin|>functions.b:1<|tool_call_argument_begin|>{"k"'
+    )
+    assert _calls(reply) == [("functions.a:0", "a", '{"k": "v"}')]
+    assert [(e.kind, e.call_index) for e in reply.errors] == [("truncated", 1)]
+
+
+def test_a_section_without_its_end_keeps_its_complete_calls():
+    reply = parse("Hi <|tool_calls_section_begin|>" + GOOD_CALL)
+    assert _calls(reply) == [("functions.f:0", "f", "{}")]
+    assert [(e.kind, e.call_index) for e in reply.errors] == [("unclosed_section", None)]
+
+
+def test_text_inside_a_section_is_reported_and_the_call_kept():
+    reply = parse("<|tool_calls_section_begin|>" + GOOD_CALL + "text<|tool_calls_section_end|>")
+    assert _calls(reply) == [("functions.f:0", "f", "{}")]
+    assert [e.kind for e in reply.errors] == ["malformed_section"]
+
+
+def test_a_call_running_into_the_next_one_is_malformed():
+    reply = parse(
+        _section(
+            GOOD_CALL,
+            "<|tool_call_begin|>functions.f:1<|tool_call_argument_begin|>{}",
+            call_text("functions.g:2", "{}"),
+        )
+    )
+    assert [c.id for c in reply.message.tool_calls] == ["functions.f:0", "functions.g:2"]
+    assert [(e.kind, e.call_index) for e in reply.errors] == [("malformed_section", 1)]
+
+
+def test_text_after_the_section_joins_the_content():
+    reply = parse(_section(GOOD_CALL) + "and more")
+    assert reply.message.content == "and more" and reply.errors == []
+
+
+def test_markup_outside_a_section_is_removed_from_the_content_and_reported():
+    reply = parse("normal text<|tool_calls_section_end|>" + _section(GOOD_CALL))
+    assert reply.message.content == "normal text"
+    assert [e.kind for e in reply.errors] == ["stray_markup"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        '{"html": "<div>content</div>", "text": "normal text"}',
+        '{\n  "name": "test",\n  "nested": {"key": "value"}\n}',
+    ],
+)
+def test_arguments_with_angle_brackets_and_newlines_are_kept_verbatim(arguments):
+    reply = parse(
+        "Processing. <|tool_calls_section_begin|> <|tool_call_begin|>\nfunctions.process:0 <|tool_call_argument_begin|> "
+        + arguments
+        + " <|tool_call_end|> <|tool_calls_section_end|>"
+    )
+    assert _calls(reply) == [("functions.process:0", "process", arguments)]
+    assert reply.message.content == "Processing. "
+
+
+def test_plain_text_without_tools_is_all_content():
+    reply = parse("This is a test")
+    assert (reply.message.content, reply.message.tool_calls, reply.errors) == ("This is a test", None, [])
 
 
 def test_render_then_parse_gives_back_every_assistant_message():
@@ -216,10 +318,15 @@ def test_any_text_parses_without_raising_and_parsing_is_a_fixed_point(text):
     reply = parse(text)
     assert reply.message.role == "assistant"
     assert (reply.finish_reason == "tool_calls") == bool(reply.message.tool_calls)
-    if reply.error is not None:
+    assert reply.error == (reply.errors[0] if reply.errors else None)
+    if reply.errors and not reply.message.tool_calls:
         assert reply.message.content == text.split(IM_END, 1)[0]
-    # Rendering what was parsed and parsing it again changes nothing.
-    assert parse(assistant_body(reply.message)) == reply
+    # Rendering what was parsed and parsing it again gives the same message (and, without rescued
+    # calls, the same errors: rescued calls render without the faults that were left out).
+    again = parse(assistant_body(reply.message))
+    assert again.message == reply.message
+    if not reply.message.tool_calls:
+        assert again == reply
 
 
 @settings(max_examples=200, deadline=None)
@@ -229,4 +336,4 @@ def test_truncated_output_never_raises(message, data):
     prefix = body[: data.draw(st.integers(0, len(body)))]
     reply = parse(prefix)
     if TOOL_CALLS_SECTION_BEGIN in prefix and TOOL_CALLS_SECTION_END not in prefix:
-        assert reply.error.kind == "unclosed_section"
+        assert reply.error.kind in {"unclosed_section", "truncated"}

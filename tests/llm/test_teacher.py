@@ -4,9 +4,11 @@ The first run converts the GGUF (≈15-50 s) into the user's cache; later runs l
 copy in about a second.
 """
 
+import json
+
+import jsonschema
 import pytest
 
-from openk2.chat import ChatFormatError
 from openk2.llm import SamplingParams, chat_request
 from openk2.llm.teacher import TEACHER_NAME, load_teacher, teacher_cache_dir, teacher_gguf_path
 from openk2.llm.transformers_engine import TransformersLLM
@@ -46,10 +48,38 @@ def test_left_padded_batch_equals_one_by_one(teacher):
     assert [reply.message.content for reply in batched] == [reply.message.content for reply in alone]
 
 
-def test_teacher_refuses_tools_instead_of_ignoring_them(teacher):
-    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
-    with pytest.raises(ChatFormatError, match=r"^tools: "):
-        teacher.chat([{"role": "user", "content": "Weather?"}], [tool])
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_teacher_calls_a_tool_through_structured_output(teacher):
+    """tool_choice "required": the grammar writes the call list, the model fills in the arguments."""
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    reply = teacher.chat(question, [WEATHER], GREEDY.model_copy(update={"max_tokens": 40}), "required")
+    assert reply.finish_reason == "tool_calls" and reply.error is None
+    [call] = reply.message.tool_calls
+    assert (call.id, call.function.name) == ("functions.get_weather:0", "get_weather")
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])
+    assert arguments == {"city": "Paris"}
+
+
+def test_teacher_prompt_describes_the_tools_in_the_system_message(teacher):
+    request = chat_request([{"role": "user", "content": "Weather in Rome?"}], [WEATHER])
+    prompt = teacher.decode(teacher.prompt_ids(request))
+    assert prompt.startswith("<|im_start|>system\nYou are an expert in composing functions.")
+    assert '"name": "get_weather"' in prompt and "<tool_call>" in prompt
 
 
 def test_teacher_continues_a_rollout_from_its_own_sampled_tokens(teacher):

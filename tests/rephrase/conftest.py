@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from openk2.llm import BatchingLLM
 from openk2.llm.teacher import load_teacher
 from openk2.llm.transformers_engine import TransformersLLM
 
@@ -14,13 +13,16 @@ SAMPLES = Path(__file__).parents[2] / "samples" / "knowledge.jsonl"
 
 
 @pytest.fixture(scope="package")
-def teacher() -> TransformersLLM:
-    return load_teacher()
+def teacher() -> Iterator[TransformersLLM]:
+    llm = load_teacher()
+    yield llm
+    llm.close()
 
 
 @pytest.fixture(scope="package")
-def batching_teacher(teacher: TransformersLLM) -> Iterator[BatchingLLM]:
-    llm = BatchingLLM(teacher, max_batch_size=4)
+def batching_teacher() -> Iterator[TransformersLLM]:
+    """The teacher generating at most 4 requests at once (the engine batches concurrent callers itself)."""
+    llm = load_teacher(max_batch_size=4)
     yield llm
     llm.close()
 

@@ -7,10 +7,11 @@ import pytest
 
 from openk2.cli import main
 from openk2.llm import LLMConfig
-from openk2.rephrase.config import RephraseConfig
+from openk2.rephrase.config import RephraseConfig, load_rephrase_config
 from openk2.rephrase.pipeline import RephraseStopped, rephrase_corpus
 from openk2.rephrase.prompts import BUILTIN_LIBRARY, load_mode_prompts
-from openk2.serve import BackgroundServer, create_app
+from openk2.serve.app import create_app
+from openk2.serve.background import BackgroundServer
 from tests.rephrase.llm_wrappers import RecordingLLM
 
 GREEDY_RECIPE = """
@@ -36,17 +37,26 @@ def all_records(tmp_path) -> list[dict]:
 
 
 def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path, batching_teacher):
-    """The teacher, served over HTTP as `openk2 serve` would, behind a recorder: the rewrite request carries
-    the math-notes prompt in the record's style, and the teacher's reply is the rewrite the record keeps."""
+    """`--mode math-notes` through the CLI, the teacher served over HTTP as `openk2 serve` would, writes a
+    math-notes record; the same settings in process behind a recorder show the rewrite request carries the
+    math-notes prompt in the record's style, and the teacher's reply is the rewrite the record keeps."""
     source = "If a = 3 and b = 4, then a^2 + b^2 = 25."
-    rewriter = RecordingLLM(batching_teacher)
-    with BackgroundServer(create_app(rewriter)) as server:
+    (tmp_path / "cli").mkdir()
+    with BackgroundServer(create_app(batching_teacher)) as server:
         endpoint = f'\n[rephrase.rewriter]\nbackend = "endpoint"\nbase_url = "{server.base_url}"\n'
-        manifest = run_cli(tmp_path, ["--mode", "math-notes"], source, recipe_tail=endpoint)
-
+        manifest = run_cli(tmp_path / "cli", ["--mode", "math-notes"], source, recipe_tail=endpoint)
     assert manifest["settings"]["mode"] == "math-notes"
+    [served] = all_records(tmp_path / "cli")
+    assert served["id"] == "doc#math-notes-0" and served["mode"] == "math-notes"
+
+    rewriter = RecordingLLM(batching_teacher)
+    (tmp_path / "recipe.toml").write_text(GREEDY_RECIPE)
+    config = load_rephrase_config(tmp_path / "recipe.toml", {"mode": "math-notes"})
+    rephrase_corpus(
+        config, tmp_path / "cli" / "docs.jsonl", tmp_path / "out", progress=False, rewriter=rewriter
+    )
     [record] = all_records(tmp_path)
-    assert record["id"] == "doc#math-notes-0" and record["mode"] == "math-notes"
+    assert record["style"] == served["style"]
     prompts = load_mode_prompts(BUILTIN_LIBRARY, "math-notes")
     [style] = [style for style in prompts.styles if style.id == record["style"]]
     [asked] = [call for call in rewriter.calls if call.messages[-1].text == prompts.user.format(chunk=source)]

@@ -17,13 +17,14 @@ import pytest
 from openk2.chat import Message
 from openk2.data.config import DataConfig
 from openk2.data.tokenize_corpus import tokenize_corpus
-from openk2.llm import BatchingLLM, ChatRequest, LLMConfig
+from openk2.llm import LLM, ChatRequest, LLMConfig
 from openk2.rephrase.chunking import chunk_document, sentence_spans, stitch
 from openk2.rephrase.config import RephraseConfig
 from openk2.rephrase.pipeline import rephrase_corpus
 from openk2.rephrase.summary import RephraseSummary
 from openk2.rephrase.token_counter import TokenCounter
-from openk2.serve import BackgroundServer, create_app
+from openk2.serve.app import create_app
+from openk2.serve.background import BackgroundServer
 from tests.rephrase.conftest import write_documents
 from tests.rephrase.llm_wrappers import RecordingLLM, RefusingLLM
 
@@ -46,7 +47,7 @@ class LenientRun:
 
 
 @pytest.fixture(scope="module")
-def lenient_run(tmp_path_factory: pytest.TempPathFactory, batching_teacher: BatchingLLM) -> LenientRun:
+def lenient_run(tmp_path_factory: pytest.TempPathFactory, batching_teacher: LLM) -> LenientRun:
     """Two paragraphs rewritten in process, one at a time, with the rewrite calls recorded."""
     directory = tmp_path_factory.mktemp("lenient")
     documents = write_documents(directory / "docs.jsonl", ["penicillin", "great-barrier-reef"])

@@ -68,10 +68,17 @@ def test_streaming_tool_call(scripted):
         tool_choice=CALL_WEATHER,
         stream=True,
     )
-    calls = [call for chunk in stream for call in (chunk.choices[0].delta.tool_calls or [])]
-    assert [(call.id, call.function.name, call.function.arguments) for call in calls] == [
-        ("functions.get_weather:0", "get_weather", ARGUMENTS)
-    ]
+    deltas = [call for chunk in stream for call in (chunk.choices[0].delta.tool_calls or [])]
+    # OpenAI's shape: a first delta with index, id, type and name, then argument fragments
+    first, *fragments = deltas
+    assert (first.index, first.id, first.type, first.function.name) == (
+        0,
+        "functions.get_weather:0",
+        "function",
+        "get_weather",
+    )
+    assert fragments and all(delta.id is None and delta.function.name is None for delta in fragments)
+    assert first.function.arguments + "".join(delta.function.arguments for delta in fragments) == ARGUMENTS
 
 
 def test_multi_turn_tool_loop(scripted):
@@ -159,9 +166,59 @@ BAD_REQUESTS = [
     ({"max_tokens": 0}, 400, "max_tokens"),
     ({"max_tokens": 100_000}, 400, "max_tokens"),
     ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
-    ({"logit_bias": {"1": 5}}, 400, "logit_bias"),
+    ({"logit_bias": {"x": 5}}, 400, "logit_bias"),
+    ({"logit_bias": {"1": 500}}, 400, "logit_bias"),
+    ({"temperature": "0.5"}, 400, "temperature"),
+    ({"seed": 2**64}, 400, "seed"),
+    ({"top_logprobs": 3}, 400, "top_logprobs"),
+    ({"modalities": ["audio"]}, 400, "modalities"),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        400,
+        "messages[0].content[0].type",
+    ),
+    (
+        {"messages": [QUESTION, {"role": "tool", "tool_call_id": "functions.f:0", "content": "1"}]},
+        400,
+        "messages[1].tool_call_id",
+    ),
+    (
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}]},
+        400,
+        "tools[0].function.parameters.type",
+    ),
+    (
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "r", "schema": {"type": "objekt"}},
+            }
+        },
+        400,
+        "response_format.json_schema.type",
+    ),
+    (
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"a": {"type": "string", "pattern": "(?<=x)a"}},
+                        },
+                    },
+                }
+            ],
+            "tool_choice": "required",
+        },
+        400,
+        "tools[0].function.parameters.properties.a",
+    ),
     ({"messages": []}, 400, "messages"),
     ({"messages": [QUESTION, {"role": "robot", "content": "hi"}]}, 400, "messages[1].role"),
+    ({"messages": [QUESTION], "max_tokens": 100, "max_completion_tokens": 0}, 400, "max_completion_tokens"),
     ({"messages": [{"role": "tool", "content": "18C"}]}, 400, "messages[0].tool_call_id"),
     ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, 400, "tools[0].function.name"),
     ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400, None),
@@ -197,3 +254,34 @@ def test_malformed_bodies_are_refused_and_the_server_keeps_serving(scripted):
         model=scripted.engine.model_name, messages=[QUESTION]
     )
     assert response.choices[0].message.content == ANSWER
+
+
+def test_history_as_the_openai_client_dumps_it_and_developer_messages_are_accepted(scripted):
+    """A reply's `model_dump()` (refusal, annotations, audio, function_call: null) goes back as history."""
+    client = scripted.client()
+    first = client.chat.completions.create(
+        model=scripted.engine.model_name,
+        messages=[{"role": "developer", "content": "Answer briefly."}, QUESTION],
+        tools=[WEATHER_TOOL],
+        tool_choice=CALL_WEATHER,
+        user="someone",
+        metadata={"run": "test"},
+        store=False,
+        service_tier="auto",
+    )
+    reply = first.choices[0].message.model_dump()
+    assert {"refusal", "annotations", "audio", "function_call"} <= set(reply)
+    call = reply["tool_calls"][0]
+    tool_result = {"role": "tool", "tool_call_id": call["id"], "content": "18C"}
+    second = client.chat.completions.create(
+        model=scripted.engine.model_name,
+        messages=[{"role": "developer", "content": "Answer briefly."}, QUESTION, reply, tool_result],
+        tools=[WEATHER_TOOL],
+        extra_body={"return_token_ids": True},
+    )
+    assert second.choices[0].message.content == ANSWER
+    prompt = scripted.engine.decode(second.model_extra["prompt_token_ids"])
+    assert (
+        prompt.startswith("<|im_system|>tool_declare")
+        and "<|im_system|>system<|im_middle|>Answer briefly." in prompt
+    )

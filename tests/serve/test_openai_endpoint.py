@@ -1,6 +1,7 @@
 """The HTTP back end of the LLM interface (official openai client) against our own loopback server."""
 
 import asyncio
+import json
 import socket
 
 import openai
@@ -9,7 +10,7 @@ import pytest
 from openk2.chat import ChatFormatError
 from openk2.llm import LLMConfig, ModelUnavailable, SamplingParams, chat_request, load_llm
 from openk2.llm.openai_endpoint import OpenAIEndpoint
-from tests.llm.checkpoints import ANSWER, ARGUMENTS
+from tests.llm.checkpoints import ANSWER, ARGUMENTS, CLOCK_TOOL, FORECAST_TOOL
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -49,7 +50,7 @@ def test_endpoint_tool_call_keeps_k2_ids_and_returns_the_token_span(scripted, en
 
 
 def test_batch_and_async_calls_are_served_concurrently(scripted, endpoint):
-    before = sum(size * count for size, count in scripted.llm.batch_sizes.items())
+    before = scripted.engine.scheduler.stats.finished
     replies = endpoint.chat_batch([chat_request(QUESTION) for _ in range(8)])
     assert [reply.message.content for reply in replies] == [ANSWER] * 8
 
@@ -58,7 +59,7 @@ def test_batch_and_async_calls_are_served_concurrently(scripted, endpoint):
         return [reply.message.content for reply in replies]
 
     assert asyncio.run(ask()) == [ANSWER] * 4
-    assert sum(size * count for size, count in scripted.llm.batch_sizes.items()) == before + 12
+    assert scripted.engine.scheduler.stats.finished == before + 12
 
 
 def test_server_side_request_errors_arrive_naming_the_field(endpoint):
@@ -88,3 +89,43 @@ def test_slow_endpoint_times_out(untrained):
 def test_endpoint_refuses_token_prompts_naming_the_field(endpoint):
     with pytest.raises(ChatFormatError, match=r"^prompt_token_ids: "):
         endpoint.chat_batch([chat_request(QUESTION, prompt_token_ids=[1, 2, 3])])
+
+
+def test_endpoint_carries_structured_output_and_the_sampling_extras(random_model):
+    """response_format, parallel_tool_calls, penalties, top_k and top_logprobs reach the server and back."""
+    endpoint = load_llm(LLMConfig(backend="endpoint", base_url=random_model.server.base_url))
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    sampling = SamplingParams(
+        temperature=1.0, seed=3, top_k=50, frequency_penalty=0.5, return_tokens=True, top_logprobs=2
+    )
+    reply = endpoint.chat_batch(
+        [
+            chat_request(
+                QUESTION, sampling=sampling, response_format={"type": "json_schema", "json_schema": schema}
+            )
+        ]
+    )[0]
+    assert json.loads(reply.message.content) in ({"ok": True}, {"ok": False})
+    local = random_model.engine.chat_batch(
+        [
+            chat_request(
+                QUESTION, sampling=sampling, response_format={"type": "json_schema", "json_schema": schema}
+            )
+        ]
+    )[0]
+    assert reply.tokens.token_ids == local.tokens.token_ids  # the same request, served the same way
+    assert [sorted(top) for top in reply.tokens.top_logprobs] == [
+        sorted(top) for top in local.tokens.top_logprobs
+    ]
+    single = endpoint.chat(
+        QUESTION,
+        [FORECAST_TOOL, CLOCK_TOOL],
+        SamplingParams(temperature=1.0, seed=1),
+        "required",
+    )
+    assert single.finish_reason == "tool_calls"

@@ -6,13 +6,13 @@
     reply.message, reply.finish_reason, reply.usage, reply.tokens
 
 Back ends: `K2Engine` (an OpenK2 checkpoint, in process), `TransformersLLM` (a local HF model, the
-embedded teacher `load_teacher()`), `OpenAIEndpoint` (any OpenAI-compatible server). `BatchingLLM`
-serves many concurrent callers of an in-process back end in batches.
+embedded teacher `load_teacher()`), `OpenAIEndpoint` (any OpenAI-compatible server). The in-process
+back ends batch concurrent callers continuously (`InProcessEngine`): requests join and leave the
+running batch between decoding steps, and `astream` yields a reply as it is generated.
 """
 
-from openk2.llm.batching import BatchingLLM, Overloaded, ShutDown
 from openk2.llm.config import LLMConfig, load_concurrent_llm, load_llm
-from openk2.llm.protocol import LLM, ModelUnavailable
+from openk2.llm.protocol import LLM, ModelUnavailable, Overloaded, ShutDown
 from openk2.llm.tokenizer_file import tokenizer_file
 from openk2.llm.types import (
     RECOMMENDED_TEMPERATURE,
@@ -20,8 +20,11 @@ from openk2.llm.types import (
     Completion,
     FinishReason,
     NamedToolChoice,
+    ReplyDelta,
+    ResponseFormat,
     SampledTokens,
     SamplingParams,
+    ToolCallDelta,
     ToolChoice,
     Usage,
     chat_request,
@@ -30,7 +33,6 @@ from openk2.llm.types import (
 __all__ = [
     "LLM",
     "RECOMMENDED_TEMPERATURE",
-    "BatchingLLM",
     "ChatRequest",
     "Completion",
     "FinishReason",
@@ -38,9 +40,12 @@ __all__ = [
     "ModelUnavailable",
     "NamedToolChoice",
     "Overloaded",
+    "ReplyDelta",
+    "ResponseFormat",
     "SampledTokens",
     "SamplingParams",
     "ShutDown",
+    "ToolCallDelta",
     "ToolChoice",
     "Usage",
     "chat_request",

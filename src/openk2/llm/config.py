@@ -31,13 +31,14 @@ class LLMConfig(BaseModel):
         return self
 
 
-def load_llm(config: LLMConfig) -> LLM:
-    """The configured back end, ready to chat."""
+def load_llm(config: LLMConfig, max_batch_size: int = 32) -> LLM:
+    """The configured back end, ready to chat; an in-process model generates up to `max_batch_size`
+    requests at once (continuous batching) and queues more."""
     if config.backend == "checkpoint":
         from openk2.llm.k2_engine import K2Engine
 
         assert config.checkpoint is not None  # checked by the validator
-        return K2Engine.from_checkpoint(config.checkpoint)
+        return K2Engine.from_checkpoint(config.checkpoint, max_batch_size=max_batch_size)
     if config.backend == "endpoint":
         import openai
 
@@ -65,17 +66,12 @@ def load_llm(config: LLMConfig) -> LLM:
         )
     from openk2.llm.teacher import load_teacher
 
-    return load_teacher()
+    return load_teacher(max_batch_size=max_batch_size)
 
 
 def load_concurrent_llm(config: LLMConfig, concurrency: int) -> LLM:
     """The back end ready for `concurrency` simultaneous `achat` callers; `close()` it when done.
 
-    An endpoint takes concurrent requests itself; an in-process model batches them (BatchingLLM).
+    An endpoint takes concurrent requests itself; an in-process model batches them continuously.
     """
-    llm = load_llm(config)
-    if config.backend == "endpoint":
-        return llm
-    from openk2.llm.batching import BatchingLLM
-
-    return BatchingLLM(llm, max_batch_size=concurrency, max_pending=max(64, 4 * concurrency))
+    return load_llm(config, max_batch_size=concurrency)

@@ -1,76 +1,74 @@
-"""The in-process back end: an OpenK2 checkpoint behind the LLM interface, batched, with K2's format.
+"""The in-process back end for OpenK2 checkpoints: K2's chat format on the continuous-batching engine.
 
-    messages + tools ──K2 template──> prompt tokens (+ forced tool-call prefix) ──generate (latent KV
-    cache)──> reply tokens ──cut at <|im_end|> / stop / max_tokens──> text ──openk2.chat.parse──>
-    assistant message with K2 call ids, or the raw text and a parse error
+    messages + tools ──K2 template──> prompt tokens (+ forced tool-call prefix) ──continuous batching
+    (per-sequence MLA latent caches, prefix cache)──> reply tokens ──cut at <|im_end|> / stop /
+    max_tokens──> text ──openk2.chat.parse──> assistant message with K2 call ids (+ errors per bad call)
 
-Tool choice follows K2's "enforcer" (K2 report App. B) as far as a prefix can: a named function forces
+Tool choice follows K2's "enforcer" (K2 report App. B): a named function forces
 `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>` and
-the model writes the arguments, which the parser checks are a JSON object; `required` forces the
-section and `functions.`, the model picks the tool; `none` cuts a reply where a section would begin.
+a grammar makes the arguments satisfy the tool's JSON Schema; "required" forces the section and
+`functions.`, and the grammar lets the model choose among the declared tools, each call valid;
+"none" cuts a reply where a section would begin. Under "auto", `strict` tools and
+`parallel_tool_calls=false` impose the grammar from the moment the model opens a section.
+`response_format` makes the whole reply JSON (or, with tools under auto, a section of calls).
 """
 
-import threading
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch
 from tokenizers import Tokenizer
 
-from openk2.chat import ChatFormatError, Message, ToolSpec, format_call_id, parse, render_segments
+from openk2.chat import (
+    ChatFormatError,
+    Message,
+    ParsedReply,
+    ToolSpec,
+    format_call_id,
+    parse,
+    render_segments,
+)
 from openk2.chat.template import TemplateName
 from openk2.chat.tokenization import chat_token_ids, encode_chat_text
 from openk2.chat.tokens import (
     IM_END,
     TOOL_CALL_ARGUMENT_BEGIN,
     TOOL_CALL_BEGIN,
+    TOOL_CALL_END,
     TOOL_CALLS_SECTION_BEGIN,
+    TOOL_CALLS_SECTION_END,
 )
-from openk2.llm.protocol import LLM
-from openk2.llm.reply_trimming import trim_reply
-from openk2.llm.token_accounting import completion_logprobs, reply_budget
-from openk2.llm.types import (
-    ChatRequest,
-    Completion,
-    NamedToolChoice,
-    SampledTokens,
-    Usage,
-)
+from openk2.llm.engine import EngineOptions, InProcessEngine
+from openk2.llm.grammar import GrammarCompiler, GrammarPlan
+from openk2.llm.k2_grammar import json_reply_grammar, named_call_grammar, tool_calls_grammar
+from openk2.llm.k2_runner import K2Runner
+from openk2.llm.k2_stream import K2ReplyStream
+from openk2.llm.types import ChatRequest, NamedToolChoice
 from openk2.model import K2ForCausalLM
 from openk2.tokenizer.bpe import load_tokenizer
 from openk2.tokenizer.special_tokens import EOS
 
 
-@dataclass
-class _Row:
-    """One request on its way through generation."""
-
-    request: ChatRequest
-    prompt_ids: list[int]  # the rendered conversation + generation prompt
-    forced_ids: list[int]  # the tool-choice prefix the model continues from
-    budget: int  # tokens the model may generate after the forced prefix
-    generated: list[int] = field(default_factory=list)  # tokens after the forced prefix
-
-
 def forced_prefix(request: ChatRequest) -> str:
     """The text the reply must start with under the request's tool choice (empty for auto/none)."""
     if isinstance(request.tool_choice, NamedToolChoice):
-        # K2's ids count every call of the dialogue from 0 (report App. B).
-        index = sum(len(message.tool_calls or []) for message in request.messages)
-        call_id = format_call_id(request.tool_choice.function.name, index)
+        call_id = format_call_id(request.tool_choice.function.name, request.calls_so_far)
         return f"{TOOL_CALLS_SECTION_BEGIN}{TOOL_CALL_BEGIN}{call_id}{TOOL_CALL_ARGUMENT_BEGIN}"
     if request.tool_choice == "required":
         return f"{TOOL_CALLS_SECTION_BEGIN}{TOOL_CALL_BEGIN}functions."
     return ""
 
 
-class K2Engine(LLM):
-    """An OpenK2 model and its tokenizer; `chat_batch` generates compatible requests together."""
+class K2Engine(InProcessEngine):
+    """An OpenK2 model and its tokenizer; concurrent requests are generated continuously batched."""
 
     def __init__(
-        self, model: K2ForCausalLM, tokenizer: Tokenizer, name: str, template: TemplateName = "k2-0905"
+        self,
+        model: K2ForCausalLM,
+        tokenizer: Tokenizer,
+        name: str,
+        template: TemplateName = "k2-0905",
+        options: EngineOptions | None = None,
     ) -> None:
         if tokenizer.get_vocab_size() > model.config.vocab_size:
             raise ValueError(
@@ -80,31 +78,41 @@ class K2Engine(LLM):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.template: TemplateName = template
-        self._name = name
         self._chat_ids = chat_token_ids(tokenizer)
-        self._im_end = self._chat_ids[IM_END]
         eos = tokenizer.token_to_id(EOS)
         # A pre-trained-only model ends documents with [EOS]; it ends a turn just as well.
-        self._end_ids = {self._im_end} if eos is None else {self._im_end, eos}
-        self._generate_lock = threading.Lock()  # one generation at a time: it uses every core
+        im_end = self._chat_ids[IM_END]
+        self._end_ids = frozenset({im_end} if eos is None else {im_end, eos})
+        self._markup = {
+            "section_begin": self._chat_ids[TOOL_CALLS_SECTION_BEGIN],
+            "section_end": self._chat_ids[TOOL_CALLS_SECTION_END],
+            "call_begin": self._chat_ids[TOOL_CALL_BEGIN],
+            "arg": self._chat_ids[TOOL_CALL_ARGUMENT_BEGIN],
+            "call_end": self._chat_ids[TOOL_CALL_END],
+        }
+        grammars = GrammarCompiler(tokenizer.to_str(), model.config.vocab_size, sorted(self._end_ids))
+        max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
+        super().__init__(K2Runner(model), name, grammars, max_token_bytes, options)
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, name: str | None = None) -> "K2Engine":
-        """A checkpoint directory written by `openk2 pretrain`: HF model files + `tokenizer.json`."""
+    def from_checkpoint(cls, directory: str | Path, name: str | None = None, **options: Any) -> "K2Engine":
+        """A checkpoint directory written by `openk2 pretrain`: HF model files + `tokenizer.json`;
+        `options` are `EngineOptions` fields."""
         directory = Path(directory)
         tokenizer_path = directory / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise FileNotFoundError(f"{tokenizer_path}: a checkpoint for chat must hold its tokenizer")
         model = K2ForCausalLM.from_pretrained(directory)
-        return cls(model, load_tokenizer(tokenizer_path), name or directory.resolve().name)
-
-    @property
-    def model_name(self) -> str:
-        return self._name
+        tokenizer = load_tokenizer(tokenizer_path)
+        return cls(model, tokenizer, name or directory.resolve().name, options=EngineOptions(**options))
 
     @property
     def context_length(self) -> int:
         return self.model.config.max_position_embeddings
+
+    @property
+    def end_ids(self) -> frozenset[int]:
+        return self._end_ids
 
     def encode(self, text: str) -> list[int]:
         """Token ids of K2-format text, chat tokens as their single ids."""
@@ -118,6 +126,7 @@ class K2Engine(LLM):
         segments = render_segments(
             request.messages, request.tools, add_generation_prompt=True, template=self.template
         )
+        self.refuse_beyond_context("".join(segment.text for segment in segments))
         return [token for segment in segments for token in self.encode(segment.text)]
 
     def continuation_ids(
@@ -135,86 +144,41 @@ class K2Engine(LLM):
             raise ChatFormatError("messages: the new messages change the rendering of the history")
         return [token for segment in after[len(before) :] for token in self.encode(segment.text)]
 
-    def chat_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        rows = [self._prepare(request) for request in requests]
-        with self._generate_lock:
-            for group in self._batches(rows):
-                self._generate(group)
-        return [self._complete(row) for row in rows]
+    def forced_prefix(self, request: ChatRequest) -> str:
+        return forced_prefix(request)
 
-    def _prepare(self, request: ChatRequest) -> _Row:
-        prompt_ids = (
-            list(request.prompt_token_ids)
-            if request.prompt_token_ids is not None
-            else self.prompt_ids(request)
-        )
-        forced_ids = self.encode(forced_prefix(request))
-        max_tokens = reply_budget(len(prompt_ids), request.sampling.max_tokens, self.context_length)
-        # The forced prefix is part of the reply and spends its budget.
-        return _Row(request, prompt_ids, forced_ids, budget=max(max_tokens - len(forced_ids), 0))
+    def grammar(self, request: ChatRequest) -> GrammarPlan | None:
+        tools = list(request.tools or ())
+        choice = request.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            [tool] = [tool for tool in tools if tool.function.name == choice.function.name]
+            return GrammarPlan(named_call_grammar(tool, self._markup), "tool_choice")
+        first = request.calls_so_far
+        if choice == "required":
+            lark = tool_calls_grammar(
+                tools, self._markup, first, request.parallel_tool_calls, True, "functions."
+            )
+            return GrammarPlan(lark, "tools")
+        calls_possible = bool(tools) and choice == "auto"
+        tools_lark = None
+        if calls_possible:
+            tools_lark = tool_calls_grammar(
+                tools, self._markup, first, request.parallel_tool_calls, False, "section"
+            )
+        if request.response_format is not None:
+            schema = request.response_format.json_schema or {"type": "object"}
+            lark = json_reply_grammar(schema, tools_lark, self._markup["section_begin"])
+            return GrammarPlan(lark, "response_format")
+        enforce = any(tool.function.strict for tool in tools) or not request.parallel_tool_calls
+        if tools_lark is not None and enforce:
+            return GrammarPlan(tools_lark, "tools", trigger=TOOL_CALLS_SECTION_BEGIN)
+        return None
 
-    @staticmethod
-    def _batches(rows: list[_Row]) -> list[list[_Row]]:
-        """Rows that one `generate` call can serve: the same sampling (prompts are left-padded together).
-
-        A seeded row generates alone, so its seed alone decides its sample.
-        """
-        groups: dict[tuple[object, ...], list[_Row]] = defaultdict(list)
-        for position, row in enumerate(rows):
-            sampling = row.request.sampling
-            alone = position if sampling.seed is not None else None
-            groups[(sampling.temperature, sampling.top_p, alone)].append(row)
-        return list(groups.values())
-
-    def _generate(self, group: list[_Row]) -> None:
-        sampling = group[0].request.sampling
-        generator = None if sampling.seed is None else torch.Generator().manual_seed(sampling.seed)
-        prompts = [row.prompt_ids + row.forced_ids for row in group]
-        longest = max(len(prompt) for prompt in prompts)
-        # left padding: every row's newest token sits in the last column
-        input_ids = torch.tensor([[self._im_end] * (longest - len(p)) + p for p in prompts])
-        attention_mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
-        output = self.model.generate(
-            input_ids,
-            max_new_tokens=max(row.budget for row in group),
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            eos_token_id=self._im_end,
-            generator=generator,
-            attention_mask=attention_mask,
-        )
-        for row, tokens in zip(group, output[:, longest:].tolist(), strict=True):
-            row.generated = tokens
-
-    def _complete(self, row: _Row) -> Completion:
-        request, sampling = row.request, row.request.sampling
-        reply = trim_reply(row.generated, self.decode, self._end_ids, sampling.stop, row.budget)
-        text = self.decode(row.forced_ids) + reply.text
+    def parse_reply(self, text: str, request: ChatRequest) -> ParsedReply:
         if request.tool_choice == "none":
             text = text.split(TOOL_CALLS_SECTION_BEGIN, 1)[0]
-        parsed = parse(text, list(request.tools or ()))
-        truncated = reply.finish_reason == "length" and parsed.finish_reason != "tool_calls"
-        completion_ids = row.forced_ids + reply.token_ids
-        tokens = None
-        if sampling.return_tokens:
-            tokens = SampledTokens(
-                prompt_token_ids=row.prompt_ids,
-                token_ids=completion_ids,
-                sampled=[False] * len(row.forced_ids) + [True] * len(reply.token_ids),
-                logprobs=completion_logprobs(
-                    self.model, row.prompt_ids, completion_ids, sampling.temperature
-                ),
-                temperature=sampling.temperature,
-            )
-        return Completion(
-            model=self._name,
-            message=parsed.message,
-            finish_reason="length" if truncated else parsed.finish_reason,
-            usage=Usage(
-                prompt_tokens=len(row.prompt_ids),
-                completion_tokens=len(completion_ids),
-                total_tokens=len(row.prompt_ids) + len(completion_ids),
-            ),
-            error=parsed.error,
-            tokens=tokens,
-        )
+        return parse(text, list(request.tools or ()))
+
+    def reply_stream(self, request: ChatRequest) -> K2ReplyStream:
+        known = {tool.function.name for tool in request.tools or ()}
+        return K2ReplyStream(known, calls_allowed=request.tool_choice != "none")

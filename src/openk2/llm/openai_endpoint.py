@@ -62,10 +62,38 @@ def request_arguments(model: str, request: ChatRequest) -> dict[str, Any]:
         arguments["stop"] = list(sampling.stop)
     if sampling.seed is not None:
         arguments["seed"] = sampling.seed
+    for name in ("frequency_penalty", "presence_penalty"):
+        if getattr(sampling, name):
+            arguments[name] = getattr(sampling, name)
+    if sampling.logit_bias:
+        arguments["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias}
+    if request.tools and not request.parallel_tool_calls:
+        arguments["parallel_tool_calls"] = False
+    if request.response_format is not None:
+        arguments["response_format"] = response_format_body(request)
+    # vLLM's (and openk2 serve's) sampling extras travel in the body as they are
+    extra_body: dict[str, Any] = {
+        name: getattr(sampling, name)
+        for name, off in (("top_k", 0), ("min_p", 0.0), ("repetition_penalty", 1.0))
+        if getattr(sampling, name) != off
+    }
     if sampling.return_tokens:
         arguments["logprobs"] = True
-        arguments["extra_body"] = {"return_token_ids": True}
+        extra_body["return_token_ids"] = True
+        if sampling.top_logprobs:
+            arguments["top_logprobs"] = sampling.top_logprobs
+    if extra_body:
+        arguments["extra_body"] = extra_body
     return arguments
+
+
+def response_format_body(request: ChatRequest) -> dict[str, Any]:
+    """OpenAI's `response_format` for the request's structured output."""
+    assert request.response_format is not None
+    if request.response_format.json_schema is None:
+        return {"type": "json_object"}
+    schema = request.response_format.json_schema
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
 
 
 class OpenAIEndpoint(LLM):
@@ -146,8 +174,10 @@ class OpenAIEndpoint(LLM):
             message = Message(role="assistant", content=choice.message.content)
             error = ParseError(kind="bad_arguments", detail=str(invalid.errors()[0]["msg"]))
         extra = choice.model_extra or {}
-        if error is None and extra.get("parse_error"):  # `openk2 serve` reports its parser's verdict
-            error = ParseError.model_validate(extra["parse_error"])
+        errors = [error] if error is not None else []
+        if error is None and extra.get("parse_errors"):  # `openk2 serve` reports its parser's verdicts
+            errors = [ParseError.model_validate(found) for found in extra["parse_errors"]]
+            error = errors[0]
         return Completion(
             model=response.model,
             message=message,
@@ -158,6 +188,7 @@ class OpenAIEndpoint(LLM):
                 total_tokens=response.usage.total_tokens,
             ),
             error=error,
+            errors=errors,
             tokens=self._tokens(response, request) if request.sampling.return_tokens else None,
         )
 
@@ -170,15 +201,26 @@ class OpenAIEndpoint(LLM):
                 f"{self.base_url}: return_tokens needs prompt_token_ids and token_ids in the response "
                 "(the return_token_ids extension of vLLM and openk2 serve)"
             )
-        logprobs = None
+        logprobs = top_logprobs = None
         if choice.logprobs is not None and choice.logprobs.content is not None:
             logprobs = [entry.logprob for entry in choice.logprobs.content]
+            if request.sampling.top_logprobs:
+                # alternatives are exact only when spelled by id (vLLM's `token_id:N`, as openk2 serve does)
+                top_logprobs = [
+                    {
+                        int(other.token.removeprefix("token_id:")): other.logprob
+                        for other in entry.top_logprobs
+                        if other.token.startswith("token_id:")
+                    }
+                    for entry in choice.logprobs.content
+                ]
         return SampledTokens(
             prompt_token_ids=prompt_ids,
             token_ids=token_ids,
             sampled=(choice.model_extra or {}).get("sampled_mask") or [True] * len(token_ids),
             logprobs=logprobs,
             temperature=request.sampling.temperature,
+            top_logprobs=top_logprobs,
         )
 
 

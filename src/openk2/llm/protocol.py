@@ -22,6 +22,14 @@ class ModelUnavailable(RuntimeError):
     """The model cannot answer now (no connection, timeout, overload, shutting down); a retry later may work."""
 
 
+class Overloaded(ModelUnavailable):
+    """The request queue is full; retry later."""
+
+
+class ShutDown(ModelUnavailable):
+    """The engine has stopped and takes no more requests."""
+
+
 class LLM(ABC):
     """A chat model. Back ends implement `chat_batch`; `achat` defaults to a one-request batch."""
 

@@ -54,7 +54,7 @@ def teacher_checkpoint() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The weights are already dequantised to fp32; only the GGUF marker blocks `save_pretrained`.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (a transformers attribute mypy sees as a module)
     del model.config.quantization_config
     # Written beside and renamed into place, so an interrupted conversion leaves no half cache.
     partial = cache.with_name(f".{cache.name}.partial-{os.getpid()}")
@@ -64,7 +64,10 @@ def teacher_checkpoint() -> Path:
     return cache
 
 
-def load_teacher() -> TransformersLLM:
-    """The embedded teacher behind the LLM interface (first call converts and caches it)."""
+def load_teacher(max_batch_size: int = 32) -> TransformersLLM:
+    """The embedded teacher behind the LLM interface (first call converts and caches it); it generates
+    up to `max_batch_size` requests at once."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    return TransformersLLM.from_pretrained(teacher_checkpoint(), name=TEACHER_NAME)
+    return TransformersLLM.from_pretrained(
+        teacher_checkpoint(), name=TEACHER_NAME, max_batch_size=max_batch_size
+    )

@@ -1,60 +1,91 @@
 """The transformers back end: any local HF causal LM with a chat template (the embedded teacher).
 
-Text chat only. Tool calling needs the model's own call format and parser; K2's lives in the
-OpenK2 back end, and a request with tools is refused here rather than served without them.
-Requests with the same sampling parameters are generated together, left-padded.
+It runs on the same continuous-batching engine as OpenK2 checkpoints (per-sequence key/value caches,
+prefix cache, streaming, structured output). Tool calling goes through structured output
+(`json_tool_calls`): the tools are described in the system prompt, and under `tool_choice`
+"required" or a named function a grammar writes the calls, each naming a declared tool with
+arguments its JSON Schema accepts; under "auto" the model decides, and its calls are parsed
+(`strict` tools and `parallel_tool_calls=false` impose the grammar once it opens the list).
 """
 
-import threading
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from openk2.chat import ChatFormatError, Message, ToolSpec
-from openk2.llm.protocol import LLM
-from openk2.llm.reply_trimming import trim_reply
-from openk2.llm.token_accounting import completion_logprobs, reply_budget
-from openk2.llm.types import ChatRequest, Completion, SampledTokens, Usage
+from openk2.chat import ChatFormatError, Message, ParsedReply, ToolSpec
+from openk2.llm.engine import EngineOptions, InProcessEngine, PlainStream, ReplyStream
+from openk2.llm.grammar import GrammarCompiler, GrammarPlan, json_rule
+from openk2.llm.hf_runner import HFRunner
+from openk2.llm.json_tool_calls import (
+    CALLS_OPEN,
+    JsonCallsStream,
+    conversation,
+    json_calls_grammar,
+    parse_json_calls,
+)
+from openk2.llm.k2_grammar import arguments_schema
+from openk2.llm.types import ChatRequest, NamedToolChoice
 
 
-class TransformersLLM(LLM):
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+class TransformersLLM(InProcessEngine):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        name: str,
+        options: EngineOptions | None = None,
+    ) -> None:
         if tokenizer.chat_template is None:
             raise ValueError(f"{name}: the tokenizer has no chat template")
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self._name = name
         eos = model.generation_config.eos_token_id
         configured = eos if isinstance(eos, list) else [eos]
-        self._end_ids = {token for token in [*configured, tokenizer.eos_token_id] if token is not None}
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._end_ids)
-        self._generate_lock = threading.Lock()
+        self._end_ids = frozenset(
+            token for token in [*configured, tokenizer.eos_token_id] if token is not None
+        )
+        grammars = GrammarCompiler(
+            tokenizer.backend_tokenizer.to_str(), int(model.config.vocab_size), sorted(self._end_ids)
+        )
+        vocab = tokenizer.get_vocab()
+        max_token_bytes = max(len(tokenizer.convert_tokens_to_string([token]).encode()) for token in vocab)
+        super().__init__(HFRunner(model), name, grammars, max_token_bytes, options)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, name: str | None = None) -> "TransformersLLM":
+    def from_pretrained(
+        cls, directory: str | Path, name: str | None = None, **options: Any
+    ) -> "TransformersLLM":
         directory = Path(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-        return cls(model, AutoTokenizer.from_pretrained(directory), name or directory.name)
-
-    @property
-    def model_name(self) -> str:
-        return self._name
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        return cls(model, tokenizer, name or directory.name, options=EngineOptions(**options))
 
     @property
     def context_length(self) -> int:
-        return self.model.config.max_position_embeddings
+        return int(self.model.config.max_position_embeddings)
+
+    @property
+    def end_ids(self) -> frozenset[int]:
+        return self._end_ids
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, token_ids: list[int]) -> str:
+        return str(self.tokenizer.decode(token_ids, skip_special_tokens=False))
+
+    def _render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None, open_turn: bool) -> str:
+        turns = conversation(messages, tools)
+        self.refuse_beyond_context("".join(turn["content"] for turn in turns))
+        return str(self.tokenizer.apply_chat_template(turns, add_generation_prompt=open_turn, tokenize=False))
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         """The conversation through the model's own chat template, with its generation prompt."""
-        self._check_plain_chat(request.messages, request.tools)
-        if request.prompt_token_ids is not None:
-            return list(request.prompt_token_ids)
-        return self.tokenizer.apply_chat_template(
-            self._conversation(request.messages), add_generation_prompt=True, tokenize=True, return_dict=False
-        )
+        tools = request.tools if request.tool_choice != "none" else None
+        return self.encode(self._render(request.messages, tools, open_turn=True))
 
     def continuation_ids(
         self,
@@ -62,11 +93,8 @@ class TransformersLLM(LLM):
         new_messages: Sequence[Message],
         tools: Sequence[ToolSpec] | None = None,
     ) -> list[int]:
-        self._check_plain_chat([*history, *new_messages], tools)
-        before = self.tokenizer.apply_chat_template(self._conversation(history), tokenize=False)
-        after = self.tokenizer.apply_chat_template(
-            self._conversation([*history, *new_messages]), add_generation_prompt=True, tokenize=False
-        )
+        before = self._render(history, tools, open_turn=False)
+        after = self._render([*history, *new_messages], tools, open_turn=True)
         if not after.startswith(before):
             raise ChatFormatError(f"messages: {self._name}'s chat template re-renders the history")
         # the running sequence ends at the reply's sampled end-of-turn token; what the template puts
@@ -75,99 +103,47 @@ class TransformersLLM(LLM):
         closed = max(
             (before.rfind(text) + len(text) for text in end_texts if text in before), default=len(before)
         )
-        return self.tokenizer.encode(after[closed:], add_special_tokens=False)
+        return self.encode(after[closed:])
 
-    @staticmethod
-    def _conversation(messages: Sequence[Message]) -> list[dict[str, str]]:
-        return [{"role": message.role, "content": message.text} for message in messages]
+    def forced_prefix(self, request: ChatRequest) -> str:
+        choice = request.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            return f'{CALLS_OPEN}[{{"name": "{choice.function.name}", "arguments": '
+        if choice == "required":
+            return f"{CALLS_OPEN}["
+        return ""
 
-    def _check_plain_chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec] | None) -> None:
-        if tools:
-            raise ChatFormatError(
-                f"tools: {self._name} is served for plain chat; tool calling needs a K2 model"
+    def grammar(self, request: ChatRequest) -> GrammarPlan | None:
+        tools = list(request.tools or ())
+        choice = request.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            [tool] = [tool for tool in tools if tool.function.name == choice.function.name]
+            lark = f'start: {json_rule(arguments_schema(tool, enforce=True))} "}}]</tool_call>"'
+            return GrammarPlan(lark, "tool_choice")
+        if choice == "required":
+            return GrammarPlan(
+                json_calls_grammar(tools, request.parallel_tool_calls, True, CALLS_OPEN + "["), "tools"
             )
-        for index, message in enumerate(messages):
-            if message.tool_calls:
-                raise ChatFormatError(f"messages[{index}].tool_calls: {self._name} serves plain chat only")
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
-
-    def chat_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        prompts = [self.prompt_ids(request) for request in requests]
-        budgets = [
-            reply_budget(len(prompt), request.sampling.max_tokens, self.context_length)
-            for prompt, request in zip(prompts, requests, strict=True)
-        ]
-        generated: dict[int, list[int]] = {}
-        groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
-        for position, request in enumerate(requests):
-            sampling = request.sampling
-            alone = position if sampling.seed is not None else None  # a seeded row generates alone
-            groups[(sampling.temperature, sampling.top_p, alone)].append(position)
-        with self._generate_lock:
-            for positions in groups.values():
-                rows = self._generate(
-                    [prompts[p] for p in positions],
-                    max(budgets[p] for p in positions),
-                    requests[positions[0]],
-                )
-                generated.update(zip(positions, rows, strict=True))
-        return [
-            self._complete(request, prompt, generated[position], budget)
-            for position, (request, prompt, budget) in enumerate(zip(requests, prompts, budgets, strict=True))
-        ]
-
-    @torch.no_grad()
-    def _generate(
-        self, prompts: list[list[int]], max_new_tokens: int, request: ChatRequest
-    ) -> list[list[int]]:
-        """Left-padded batch -> the tokens each row generated after its prompt."""
-        width = max(len(prompt) for prompt in prompts)
-        input_ids = torch.tensor([[self._pad_id] * (width - len(p)) + p for p in prompts])
-        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        sampling = request.sampling
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)  # transformers samples from the global generator
-        # top_k 0: the request's top_p is the only truncation
-        sampled = {
-            "do_sample": True,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "top_k": 0,
-        }
-        output = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=sorted(self._end_ids),
-            pad_token_id=self._pad_id,
-            **(sampled if sampling.temperature > 0 else {"do_sample": False}),
-        )
-        return output[:, width:].tolist()
-
-    def _complete(
-        self, request: ChatRequest, prompt: list[int], generated: list[int], budget: int
-    ) -> Completion:
-        sampling = request.sampling
-        reply = trim_reply(generated, self.decode, self._end_ids, sampling.stop, budget)
-        tokens = None
-        if sampling.return_tokens:
-            tokens = SampledTokens(
-                prompt_token_ids=prompt,
-                token_ids=reply.token_ids,
-                sampled=[True] * len(reply.token_ids),
-                logprobs=completion_logprobs(self.model, prompt, reply.token_ids, sampling.temperature),
-                temperature=sampling.temperature,
+        calls_possible = bool(tools) and choice == "auto"
+        if request.response_format is not None:
+            answer = json_rule(request.response_format.json_schema or {"type": "object"})
+            if not calls_possible:
+                return GrammarPlan(f"start: {answer}", "response_format")
+            calls = json_calls_grammar(tools, request.parallel_tool_calls, False, "").replace(
+                "start:", "calls:", 1
             )
-        return Completion(
-            model=self._name,
-            message=Message(role="assistant", content=reply.text),
-            finish_reason=reply.finish_reason,
-            usage=Usage(
-                prompt_tokens=len(prompt),
-                completion_tokens=len(reply.token_ids),
-                total_tokens=len(prompt) + len(reply.token_ids),
-            ),
-            tokens=tokens,
-        )
+            return GrammarPlan(f"start: {answer} | calls\n{calls}", "response_format")
+        if calls_possible and (any(t.function.strict for t in tools) or not request.parallel_tool_calls):
+            lark = json_calls_grammar(tools, request.parallel_tool_calls, False, CALLS_OPEN)
+            return GrammarPlan(lark, "tools", trigger=CALLS_OPEN)
+        return None
+
+    def parse_reply(self, text: str, request: ChatRequest) -> ParsedReply:
+        if request.tool_choice == "none" or not request.tools:
+            return ParsedReply(message=Message(role="assistant", content=text), finish_reason="stop")
+        return parse_json_calls(text, list(request.tools), request.calls_so_far)
+
+    def reply_stream(self, request: ChatRequest) -> ReplyStream:
+        if request.tool_choice == "none" or not request.tools:
+            return PlainStream()
+        return JsonCallsStream(list(request.tools), request.calls_so_far)

@@ -123,8 +123,14 @@ class MultiHeadLatentAttention(nn.Module):
         return self.q_proj if self.q_lora_rank is None else self.q_b_proj
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LatentCache | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: LatentCache | None = None,
+        visible: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """visible [batch, seq, seq] (training only): which keys each query may see; None: causal."""
         batch, seq, _ = x.shape
         query_latent = self._query_latent(x)
         latent, rope_key = self.kv_a_proj_with_mqa(x).split(
@@ -134,7 +140,6 @@ class MultiHeadLatentAttention(nn.Module):
         rope_key = apply_rotary(rope_key.unsqueeze(2), cos, sin).squeeze(2)  # [batch, seq, qk_rope]
 
         if cache is None or cache.length == 0:
-            visible = None
             if cache is not None:
                 visible = cache.visible(seq, offset=0)
                 cache.append(latent, rope_key)

@@ -42,9 +42,14 @@ class DecoderLayer(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LatentCache | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: LatentCache | None = None,
+        visible: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, visible)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -56,17 +61,41 @@ class K2Model(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = RotaryEmbedding(config)
 
-    def forward(self, input_ids: torch.Tensor, caches: list[LatentCache] | None = None) -> torch.Tensor:
-        """input_ids [batch, seq] -> final hidden states [batch, seq, hidden]; caches: one per layer, decoding."""
-        start = caches[0].length if caches else 0
-        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
-        if caches and caches[0].first_slot is not None:  # left padding: each row counts from its first token
-            positions = (positions[None, :] - caches[0].first_slot[:, None]).clamp_min(0)
-        cos, sin = self.rotary_emb(positions)
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        caches: list[LatentCache] | None = None,
+        position_ids: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids [batch, seq] -> final hidden states [batch, seq, hidden]; caches: one per layer, decoding.
+
+        Packed training rows (several conversations in one row) pass position_ids [batch, seq], restarting
+        at 0 for each conversation, and document_ids [batch, seq], so that a token attends only to earlier
+        tokens of its own document (a block-diagonal causal mask).
+        """
+        if caches and (position_ids is not None or document_ids is not None):
+            raise ValueError("position_ids/document_ids: packed rows are for training, not cached decoding")
+        if position_ids is None:
+            start = caches[0].length if caches else 0
+            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+            if (
+                caches and caches[0].first_slot is not None
+            ):  # left padding: each row counts from its first token
+                position_ids = (position_ids[None, :] - caches[0].first_slot[:, None]).clamp_min(0)
+        cos, sin = self.rotary_emb(position_ids)
+        visible = None if document_ids is None else document_causal_mask(document_ids)
         hidden = self.embed_tokens(input_ids)
         for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, cos, sin, caches[index] if caches else None)
+            hidden = layer(hidden, cos, sin, caches[index] if caches else None, visible)
         return self.norm(hidden)
+
+
+def document_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:
+    """[batch, seq] document ids -> [batch, seq, seq]: may query i see key j? (j ≤ i and the same document)."""
+    seq = document_ids.shape[1]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=document_ids.device).tril()
+    return causal & (document_ids[:, :, None] == document_ids[:, None, :])
 
 
 class K2ForCausalLM(nn.Module):
@@ -94,14 +123,22 @@ class K2ForCausalLM(nn.Module):
             elif isinstance(module, RMSNorm):
                 module.weight.fill_(1.0)
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> CausalLMOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+    ) -> CausalLMOutput:
         """labels: the token ids themselves (shifted here); positions labelled -100 are ignored in the loss.
+        position_ids, document_ids: packed rows (see K2Model.forward).
 
         With config.aux_loss_alpha > 0 (and seq_aux), training forwards add DeepSeek-V3's sequence-wise
         balance loss. The K2 report does not say whether K2 used it: the tiny and small presets leave it at 0;
         kimi-k2 and moonlight carry their released configs' 0.001.
         """
-        logits = self.lm_head(self.model(input_ids))
+        hidden = self.model(input_ids, position_ids=position_ids, document_ids=document_ids)
+        logits = self.lm_head(hidden)
         loss = aux_loss = None
         if labels is not None:
             loss = F.cross_entropy(

@@ -4,10 +4,11 @@
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from openk2.llm import LLM, BatchingLLM, LLMConfig, SamplingParams, load_llm
+from openk2.llm import LLM, LLMConfig, SamplingParams, load_llm
 from openk2.llm.types import RECOMMENDED_TEMPERATURE
 
 
@@ -17,28 +18,74 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--teacher", action="store_true", help="serve the embedded SmolLM2-135M-Instruct")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-batch-size", type=int, default=8, help="requests generated together")
-    parser.add_argument("--max-pending", type=int, default=64, help="queued requests before answering 429")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="requests generated at once")
+    parser.add_argument("--max-pending", type=int, default=256, help="queued requests before answering 429")
+    parser.add_argument(
+        "--prefix-cache-tokens", type=int, default=65_536, help="tokens of prefix cache kept (0: none)"
+    )
+    parser.add_argument(
+        "--batching", choices=["continuous", "static"], default="continuous",
+        help="static: a batch runs until its longest request ends, finished rows included (bench/serve.py's baseline)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--api-key", default=os.environ.get("OPENK2_API_KEY"),
+        help="require `Authorization: Bearer KEY` (default: $OPENK2_API_KEY)",
+    )  # fmt: skip
+    parser.add_argument("--max-body-mb", type=float, default=8.0, help="larger request bodies get 413")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="seconds SIGTERM waits for running requests"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.set_defaults(run=serve_command)
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 def serve_command(args: argparse.Namespace) -> None:
-    """Load the model, then serve /v1/chat/completions until interrupted."""
+    """Load the model, then serve the OpenAI API until SIGTERM/SIGINT (which drains within --drain-timeout)."""
     import torch
     import uvicorn
 
+    from openk2.llm.engine import InProcessEngine
     from openk2.serve.app import create_app
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = LLMConfig(backend="checkpoint", checkpoint=args.checkpoint) if args.checkpoint else LLMConfig()
-    llm = BatchingLLM(load_llm(config), max_batch_size=args.max_batch_size, max_pending=args.max_pending)
-    print(f"serving {llm.model_name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
+    options = {
+        "max_batch_size": args.max_batch_size,
+        "max_pending": args.max_pending,
+        "prefix_cache_tokens": args.prefix_cache_tokens,
+        "policy": args.batching,
+    }
+    engine: InProcessEngine
+    if args.checkpoint:
+        from openk2.llm.k2_engine import K2Engine
+
+        engine = K2Engine.from_checkpoint(args.checkpoint, **options)
+    else:
+        from openk2.llm.teacher import TEACHER_NAME, teacher_checkpoint
+        from openk2.llm.transformers_engine import TransformersLLM
+
+        engine = TransformersLLM.from_pretrained(teacher_checkpoint(), name=TEACHER_NAME, **options)
+    if args.api_key is None and args.host not in LOOPBACK:
+        print(
+            f"warning: serving on {args.host} without --api-key: anyone who reaches the port can use the model",
+            file=sys.stderr,
+        )
+    app = create_app(engine, api_key=args.api_key, max_body_bytes=int(args.max_body_mb * 2**20))
+    print(f"serving {engine.model_name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=int(args.drain_timeout),
+    )
     try:
-        uvicorn.run(create_app(llm), host=args.host, port=args.port, log_level="info")
+        uvicorn.Server(config).run()
     finally:
-        llm.close()
+        engine.close()
 
 
 def add_chat_arguments(parser: argparse.ArgumentParser) -> None:

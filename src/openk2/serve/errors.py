@@ -1,7 +1,8 @@
 """Every failure as OpenAI's error body `{"error": {"message", "type", "param", "code"}}`.
 
 Bad requests are 400 and name the field (`messages[1].content`, `temperature`); a full queue is 429,
-a stopping server 503; anything else is a 500 for that request only — the server keeps serving.
+a stopping server 503; anything else is a 500 for that request only — the server keeps serving, and
+the client learns only that it failed (the details go to the server's log, never to the client).
 """
 
 import logging
@@ -10,6 +11,7 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from openk2.chat import ChatFormatError
@@ -40,18 +42,30 @@ def invalid_request(message: str) -> JSONResponse:
     return error_response(400, message, "invalid_request_error", named["param"] if named else None)
 
 
+def validation_error(
+    error: ValidationError | RequestValidationError, located_in_body: bool = True
+) -> JSONResponse:
+    """A pydantic error on a request body as a 400 naming the field (`messages`, `stop`, `logit_bias.7`)."""
+    first = error.errors()[0]
+    if first["type"] == "json_invalid":
+        return error_response(400, f"the body is not valid JSON: {first['msg']}", "invalid_request_error")
+    location = [str(part) for part in first["loc"][1 if located_in_body else 0 :]]
+    # a union member's label ("str", "list[str]", "NamedToolChoice") is no field of the request
+    location = [part for part in location if not _is_type_label(part)]
+    param = ".".join(location) if location else None
+    reason = "not a supported field" if first["type"] == "extra_forbidden" else first["msg"]
+    return error_response(400, f"{param}: {reason}" if param else reason, "invalid_request_error", param)
+
+
+def _is_type_label(part: str) -> bool:
+    return (
+        any(mark in part for mark in "[]-") or part[:1].isupper() or part in {"str", "int", "float", "bool"}
+    )
+
+
 def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    first = error.errors()[0]
-    # loc is ("body", field, ...); the top-level field is the one a client can act on
-    location = [str(part) for part in first["loc"][1:2]]
-    param = location[0] if location else None
-    reason = first["msg"]
-    if first["type"] == "json_invalid":
-        return error_response(400, f"the body is not valid JSON: {reason}", "invalid_request_error")
-    if first["type"] == "extra_forbidden":
-        reason = "not a supported field"
-    return error_response(400, f"{param}: {reason}" if param else reason, "invalid_request_error", param)
+    return validation_error(error)
 
 
 def _chat_format_error(_: Request, error: Exception) -> JSONResponse:
@@ -76,8 +90,8 @@ def _http_error(_: Request, error: Exception) -> JSONResponse:
 
 
 def _server_error(request: Request, error: Exception) -> JSONResponse:
-    logger.exception("%s %s failed", request.method, request.url.path, exc_info=error)
-    return error_response(500, f"internal error: {type(error).__name__}: {error}", "server_error")
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return error_response(500, "internal error; the server log has the details", "server_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -28,10 +28,10 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from openk2.data import PackedSequenceLoader
 from openk2.io import publish_directory
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
+from openk2.train.batch import BatchSource
 from openk2.train.world import World, all_gather_objects, barrier
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -70,7 +70,7 @@ class Trainable:
     config: K2Config
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    loader: PackedSequenceLoader
+    loader: BatchSource
 
 
 def checkpoint_name(step: int) -> str:

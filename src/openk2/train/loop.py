@@ -1,9 +1,11 @@
-"""`openk2 pretrain`: the K2 pre-training loop (report §2.5), top to bottom in `train`.
+"""The training loop of every stage, top to bottom in `train`: pre-training (K2 report §2.5) and SFT (§3.1).
 
 Per optimizer step: grad_accum micro-batches forward/backward (counting expert load after each forward),
 global-norm clipping, the MuonClip step (Muon/AdamW update, then QK-Clip on heads whose max logit exceeded τ),
-the WSD schedule, and the auxiliary-loss-free bias update. Parallelism and activation-memory techniques
-wrap the model from outside (`train/parallel.py`, `train/memory.py`) before the optimizer sees it.
+the learning-rate schedule, and the auxiliary-loss-free bias update. The loss is the mean over the step's
+predicted tokens: every token for pre-training, the assistant's tokens for SFT. What differs between the
+stages comes in a `Stage` (train/stage.py). Parallelism and activation-memory techniques wrap the model from
+outside (`train/parallel.py`, `train/memory.py`) before the optimizer sees it.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from openk2.data import PackedSequenceLoader, validation_batches
 from openk2.model import K2ForCausalLM
-from openk2.optim import MuonClip
+from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
+from openk2.optim import MuonClip, QKClip
 from openk2.train.balance import ExpertLoad, expert_bias_range, update_expert_bias_
+from openk2.train.batch import TokenBatch
 from openk2.train.checkpoint import (
     Trainable,
     TrainerState,
@@ -30,9 +35,9 @@ from openk2.train.checkpoint import (
 )
 from openk2.train.metrics import MetricsWriter, StepRecord, tensorboard_available
 from openk2.train.progress import TrainingProgress
-from openk2.train.recipe import Recipe, load_recipe
+from openk2.train.recipe import TrainingRecipe
 from openk2.train.report import write_report
-from openk2.train.sample import sample_text
+from openk2.train.stage import Stage
 from openk2.train.world import World, all_reduce_sum_, join_world
 
 # [run] fields that change only logging and bookkeeping: a resumed run may differ in them
@@ -53,44 +58,25 @@ class RunSummary:
     sample: str | None
 
 
-def pretrain(recipe_path: Path, resume: bool = False, progress: bool = True) -> RunSummary:
-    """What `openk2 pretrain --recipe PATH [--resume]` runs."""
-    return train(load_recipe(recipe_path), resume=resume, progress=progress)
-
-
-def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSummary:
+def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSummary:
     world = join_world()
-    run_dir, run = recipe.run.run_dir, recipe.run
-    tokenizer = recipe.data.shards_dir / "tokenizer.json"
-    loader = PackedSequenceLoader(
-        recipe.data.shards_dir,
-        seq_len=recipe.data.seq_len,
-        batch_size=recipe.train.batch_size,
-        seed=recipe.data.seed,
-        rank=world.rank,
-        world_size=world.world_size,
-    )
-    check_shards_match_recipe(loader, recipe)
+    recipe, run = stage.recipe, stage.recipe.run
+    run_dir = run.run_dir
 
     torch.manual_seed(run.seed)
-    config = recipe.model_config_k2()
-    model = wrap_from_outside(K2ForCausalLM(config), recipe, world)
+    model = wrap_from_outside(initial_model(stage), recipe, world)
     optimizer = build_optimizer(model, recipe)
-    schedule = recipe.lr_schedule()
-    scheduler = schedule.scheduler(optimizer)
-    trainable = Trainable(model, config, optimizer, scheduler, loader)
+    scheduler = recipe.lr_schedule().scheduler(optimizer)
+    trainable = Trainable(model, stage.config, optimizer, scheduler, stage.batches)
     moe_modules = model.moe_modules()
     expert_load = ExpertLoad(moe_modules)
 
     state = TrainerState(step=0, tokens_seen=0, elapsed_seconds=0.0, recipe=recipe.model_dump(mode="json"))
-    display = TrainingProgress(run.steps, enabled=progress and world.is_main)
-    state = restore_if_resuming(run_dir, trainable, state, resume, world, display)
+    display = TrainingProgress(stage.title, run.steps, enabled=progress and world.is_main)
+    state = restore_if_resuming(run_dir, trainable, state, resume, world, display, recipe)
     metrics = MetricsWriter(run_dir, resume_after_step=state.step) if world.is_main else None
     if world.is_main and not tensorboard_available():
         display.note("tensorboard is not installed: metrics go to metrics.jsonl only")
-    tokens_per_step = (
-        recipe.train.batch_size * recipe.train.grad_accum * recipe.data.seq_len * world.world_size
-    )
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.dtype == "bfloat16")
     record: StepRecord | None = None
     val_loss: float | None = None
@@ -102,8 +88,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSum
         for step in range(state.step + 1, run.steps + 1):
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            micro_batches = [next(loader) for _ in range(recipe.train.grad_accum)]
-            losses = forward_backward(model, micro_batches, autocast, expert_load)
+            micro_batches = [TokenBatch.of(next(stage.batches)) for _ in range(recipe.train.grad_accum)]
+            step_tokens, predicted_tokens = global_token_counts(micro_batches, world)
+            # gradients are averaged over ranks, so each rank divides its summed loss by the per-rank share
+            loss_tokens = predicted_tokens / world.world_size
+            losses = forward_backward(model, micro_batches, autocast, expert_load, loss_tokens)
             grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world)
             optimizer.step()  # Muon/AdamW update, then QK-Clip (Algorithm 1)
             scheduler.step()
@@ -115,13 +104,13 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSum
             state = state.model_copy(
                 update=dict(
                     step=step,
-                    tokens_seen=state.tokens_seen + tokens_per_step,
+                    tokens_seen=state.tokens_seen + step_tokens,
                     elapsed_seconds=state.elapsed_seconds + seconds,
                 )
             )
 
             evaluate = step % run.val_every == 0 or step == run.steps
-            val_loss = validation_loss(model, loader, recipe, world, autocast) if evaluate else None
+            val_loss = validation_loss(model, stage, world, autocast) if evaluate else None
             clip_stats = optimizer.last_qk_clip_stats
             bias_min, bias_max = expert_bias_range(moe_modules)
             record = StepRecord(
@@ -131,7 +120,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSum
                 lr=lr,
                 grad_norm=grad_norm,
                 tokens_seen=state.tokens_seen,
-                tokens_per_second=tokens_per_step / seconds,
+                trained_tokens=predicted_tokens,
+                tokens_per_second=step_tokens / seconds,
                 elapsed_seconds=state.elapsed_seconds,
                 max_logit=clip_stats.max_logit,
                 max_logit_per_layer=list(clip_stats.max_logit_per_layer.values()),
@@ -150,7 +140,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSum
             display.update(record, logged)
             if step % run.checkpoint_every == 0 or step == run.steps:
                 checkpoint = save_checkpoint(
-                    run_dir, trainable, state, tokenizer, world, run.keep_checkpoints
+                    run_dir, trainable, state, stage.tokenizer, world, run.keep_checkpoints
                 )
 
     if metrics is not None:
@@ -158,9 +148,9 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSum
     checkpoint = checkpoint or find_checkpoints(run_dir).valid[-1]
     report = sample = None
     if world.is_main:
-        if run.sample_tokens:
-            sample = sample_text(checkpoint, run.sample_prompt, run.sample_tokens, seed=run.seed)
-        report = write_report(run_dir, recipe, checkpoint, sample)
+        if stage.sample is not None:
+            sample = stage.sample(checkpoint)
+        report = write_report(stage, checkpoint, sample)
         display.note(f"checkpoint {checkpoint}\nreport {report}")
     return RunSummary(
         run_dir=run_dir,
@@ -175,19 +165,56 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> RunSum
     )
 
 
+def initial_model(stage: Stage) -> K2ForCausalLM:
+    """A fresh initialisation from the current seed, or the stage's starting checkpoint loaded into it."""
+    model = K2ForCausalLM(stage.config)
+    if stage.initial_weights is not None:
+        source = stage.initial_weights
+        model.load_state_dict(from_hf_state_dict(read_checkpoint_tensors(source), model, source=str(source)))
+    return model
+
+
+def global_token_counts(micro_batches: Sequence[TokenBatch], world: World) -> tuple[int, int]:
+    """(real tokens, predicted tokens) of the step's global batch: one collective, before any forward."""
+    local = [(batch.num_tokens, batch.predicted_tokens) for batch in micro_batches]
+    counts = all_reduce_sum_(torch.tensor(local, dtype=torch.int64).sum(dim=0), world)
+    tokens, predicted = counts.tolist()
+    return tokens, predicted
+
+
 def forward_backward(
-    model: nn.Module, micro_batches: list[torch.Tensor], autocast: torch.autocast, expert_load: ExpertLoad
+    model: nn.Module,
+    micro_batches: Sequence[torch.Tensor | TokenBatch],
+    autocast: torch.autocast,
+    expert_load: ExpertLoad,
+    loss_tokens: float | None = None,
 ) -> torch.Tensor:
-    """Accumulate the gradient of the mean loss over equal-sized micro-batches; returns [lm loss, aux loss]."""
+    """Accumulate the gradient of the mean loss per predicted token; returns [lm loss, aux loss].
+
+    A plain tensor is a language-modelling micro-batch (every token a label). loss_tokens: what the summed
+    loss is divided by; by default the micro-batches' own predicted tokens, as in one process. The balance
+    loss is a mean over micro-batches.
+    """
+    batches = [TokenBatch.of(batch) for batch in micro_batches]
+    if loss_tokens is None:
+        loss_tokens = sum(batch.predicted_tokens for batch in batches)
     totals = torch.zeros(2, dtype=torch.float64)
-    for input_ids in micro_batches:
+    for batch in batches:
         with autocast:
-            output = model(input_ids, labels=input_ids)
+            output = model(**batch.model_inputs())
         expert_load.add_last_forward()  # before backward: a recomputed forward must not count again
-        (output.loss / len(micro_batches)).backward()
-        aux_loss = output.aux_loss.detach() if output.aux_loss is not None else torch.zeros(())
-        totals += torch.stack([output.loss.detach() - aux_loss, aux_loss]).double()
-    return totals / len(micro_batches)
+        aux_loss = (
+            output.aux_loss if output.aux_loss is not None else torch.zeros((), device=output.loss.device)
+        )
+        predicted = batch.predicted_tokens
+        # the model's loss is the mean over this micro-batch's predicted tokens: weight it by their share;
+        # a micro-batch without any still runs backward (sharded models need every rank's)
+        lm_loss = (
+            (output.loss - aux_loss) * (predicted / loss_tokens) if predicted else output.logits.sum() * 0
+        )
+        (lm_loss + aux_loss / len(batches)).backward()
+        totals += torch.stack([lm_loss.detach(), aux_loss.detach() / len(batches)]).double().cpu()
+    return totals
 
 
 def clip_grad_norm_(model: nn.Module, max_norm: float | None, world: World) -> float:
@@ -200,51 +227,52 @@ def clip_grad_norm_(model: nn.Module, max_norm: float | None, world: World) -> f
 
 
 @torch.no_grad()
-def validation_loss(
-    model: nn.Module, loader: PackedSequenceLoader, recipe: Recipe, world: World, autocast: torch.autocast
-) -> float:
-    """Mean next-token loss over the held-out split (or its first val_max_batches batches per rank)."""
-    seq_len, batch_size = recipe.data.seq_len, recipe.train.batch_size
-    # every rank runs the same number of forwards (sharded models gather weights in each one)
-    windows_per_rank = loader.manifest.val.num_tokens // seq_len // world.world_size
-    num_batches = math.ceil(windows_per_rank / batch_size)
-    if recipe.run.val_max_batches is not None:
-        num_batches = min(num_batches, recipe.run.val_max_batches)
-    batches = validation_batches(
-        recipe.data.shards_dir,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        rank=world.rank,
-        world_size=world.world_size,
-    )
+def validation_loss(model: nn.Module, stage: Stage, world: World, autocast: torch.autocast) -> float:
+    """Mean loss per predicted token over the held-out batches (the first [run].val_max_batches per rank)."""
+    batches: Iterable[torch.Tensor | TokenBatch] = stage.validation_batches()
+    if stage.recipe.run.val_max_batches is not None:
+        batches = itertools.islice(batches, stage.recipe.run.val_max_batches)
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64)  # [loss · predicted tokens, predicted tokens]
-    for input_ids in itertools.islice(batches, num_batches):
+    for batch in map(TokenBatch.of, batches):
         with autocast:
-            loss = model(input_ids, labels=input_ids).loss
-        predicted = input_ids.shape[0] * (seq_len - 1)
-        totals += torch.tensor([loss.item() * predicted, predicted], dtype=torch.float64)
+            loss = model(**batch.model_inputs()).loss
+        predicted = batch.predicted_tokens
+        if predicted:
+            totals += torch.tensor([loss.item() * predicted, predicted], dtype=torch.float64)
     model.train()
     loss_sum, predicted_sum = all_reduce_sum_(totals, world).tolist()
     return loss_sum / predicted_sum
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> MuonClip:
-    """MuonClip over the (already wrapped) model, from the recipe's [optim] section."""
+def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> MuonClip:
+    """MuonClip over the (already wrapped) model from the recipe's [optim] section, or AdamW on every
+    parameter with QK-Clip measuring the max logits but never clipping (τ = ∞)."""
+    optim = recipe.optim
+    if optim.optimizer == "adamw":
+        every_parameter = [{"params": [p for p in model.parameters() if p.requires_grad], "use_muon": False}]
+        return MuonClip(
+            every_parameter,
+            QKClip(model, tau=math.inf),
+            lr=optim.lr,
+            weight_decay=optim.weight_decay,
+            adamw_betas=optim.adamw_betas,
+            adamw_eps=optim.adamw_eps,
+        )
     return MuonClip.from_model(
         model,
-        lr=recipe.optim.lr,
-        weight_decay=recipe.optim.weight_decay,
-        qk_clip_tau=recipe.optim.qk_clip_tau,
-        momentum=recipe.optim.momentum,
-        nesterov=recipe.optim.nesterov,
-        ns_steps=recipe.optim.ns_steps,
-        adamw_betas=recipe.optim.adamw_betas,
-        adamw_eps=recipe.optim.adamw_eps,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        qk_clip_tau=optim.qk_clip_tau,
+        momentum=optim.momentum,
+        nesterov=optim.nesterov,
+        ns_steps=optim.ns_steps,
+        adamw_betas=optim.adamw_betas,
+        adamw_eps=optim.adamw_eps,
     )
 
 
-def wrap_from_outside(model: K2ForCausalLM, recipe: Recipe, world: World) -> K2ForCausalLM:
+def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> K2ForCausalLM:
     """Parallelism, then the activation-memory policy on the parallel modules; imported only when asked for."""
     if world.is_distributed:
         from openk2.train.parallel import parallelize
@@ -253,7 +281,7 @@ def wrap_from_outside(model: K2ForCausalLM, recipe: Recipe, world: World) -> K2F
     elif not recipe.parallel.is_default:
         raise ValueError(
             f"[parallel]: dp={recipe.parallel.dp}, ep={recipe.parallel.ep} need several processes: "
-            "torchrun --nproc-per-node N -m openk2 pretrain ..."
+            "torchrun --nproc-per-node N -m openk2 <pretrain|sft> ..."
         )
     if not recipe.memory.is_default:
         from openk2.train.memory import apply_memory_policy
@@ -262,12 +290,13 @@ def wrap_from_outside(model: K2ForCausalLM, recipe: Recipe, world: World) -> K2F
     return model
 
 
-def check_shards_match_recipe(loader: PackedSequenceLoader, recipe: Recipe) -> None:
-    manifest = loader.manifest
-    if manifest.settings != recipe.data.shard_settings():
+def refuse_to_overwrite(run_dir: Path, resume: bool) -> None:
+    """A run directory with checkpoints is continued (--resume) or left alone, never started over."""
+    newest = find_checkpoints(run_dir).valid[-1:]
+    if newest and not resume:
         raise ValueError(
-            f"{recipe.data.shards_dir}: its shards were built with other [data] settings "
-            f"({manifest.settings}); run `openk2 tokenize` with this recipe first"
+            f"{run_dir}: already holds checkpoints (newest {newest[0].name}); pass --resume to "
+            "continue the run, or change [run].name"
         )
 
 
@@ -278,15 +307,12 @@ def restore_if_resuming(
     resume: bool,
     world: World,
     display: TrainingProgress,
+    recipe: TrainingRecipe,
 ) -> TrainerState:
-    scan = find_checkpoints(run_dir)
+    refuse_to_overwrite(run_dir, resume)
     if not resume:
-        if scan.valid:
-            raise ValueError(
-                f"{run_dir}: already holds checkpoints (newest {scan.valid[-1].name}); pass --resume to "
-                "continue the run, or change [run].name"
-            )
         return fresh
+    scan = find_checkpoints(run_dir)
     for path, problem in scan.invalid:
         display.note(f"skipping incomplete checkpoint {path}: {problem}")
     if not scan.valid:
@@ -294,7 +320,7 @@ def restore_if_resuming(
         return fresh
     latest = scan.valid[-1]
     saved = load_checkpoint(latest, trainable, world)
-    changed = recipe_changes(saved.recipe, fresh.recipe)
+    changed = recipe_changes(saved.recipe, fresh.recipe, recipe.section_defaults())
     if changed:
         raise ValueError(
             f"{latest}: the recipe changed since this checkpoint in {changed}; cannot resume exactly"
@@ -303,13 +329,21 @@ def restore_if_resuming(
     return saved
 
 
-def recipe_changes(saved: dict, current: dict) -> list[str]:
-    """Dotted names of the recipe fields that differ, ignoring the bookkeeping ones of [run]."""
+def recipe_changes(
+    saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Dotted names of the recipe fields that differ, ignoring the bookkeeping ones of [run].
+
+    A field the saved recipe lacks (added to the recipe since) changes nothing while it keeps its default.
+    """
     changed = []
     for section in sorted(set(saved) | set(current)):
         old, new = saved.get(section, {}), current.get(section, {})
         for field in sorted(set(old) | set(new)):
             if section == "run" and field in RESUMABLE_CHANGES:
+                continue
+            section_defaults = defaults.get(section, {})
+            if field not in old and field in section_defaults and new.get(field) == section_defaults[field]:
                 continue
             if old.get(field) != new.get(field):
                 changed.append(f"[{section}].{field}")

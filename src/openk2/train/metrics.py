@@ -26,6 +26,7 @@ class StepRecord(BaseModel):
     lr: float
     grad_norm: float  # global norm before clipping
     tokens_seen: int
+    trained_tokens: int | None = None  # tokens the loss was on this step (SFT: the assistant's)
     tokens_per_second: float
     elapsed_seconds: float
     max_logit: float  # max over layers and heads of S_max^h in this step's forwards (K2 report §2.1)

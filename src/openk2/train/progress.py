@@ -14,10 +14,10 @@ from openk2.train.metrics import StepRecord
 
 
 class TrainingProgress:
-    def __init__(self, total_steps: int, enabled: bool) -> None:
+    def __init__(self, label: str, total_steps: int, enabled: bool) -> None:
         self.console = Console(stderr=True, quiet=not enabled)
         self._bar = Progress(
-            TextColumn("[bold]pretrain"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.description}"),

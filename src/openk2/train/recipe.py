@@ -1,6 +1,7 @@
-"""The pre-training recipe: every TOML section as a pydantic model, validated before any work starts.
+"""Training recipes: every TOML section as a pydantic model, validated before any work starts.
 
-Sections (torchtitan-style): [run] [model] [data] [optim] [schedule] [train] [parallel] [memory].
+Every training stage shares [run] [optim] [schedule] [train] [parallel] [memory] (`TrainingRecipe`);
+pre-training adds [model] and [data] (`Recipe`), SFT adds [init] and [sft] (`openk2.sft.SFTRecipe`).
 K2 report §2.5 sets the defaults: MuonClip with τ = 100, peak lr 2e-4 after a 500-step warm-up, cosine
 decay to 2e-5, weight decay 0.1. A misspelt key or a bad value is an error naming the file and the field.
 """
@@ -8,7 +9,7 @@ decay to 2e-5, weight decay 0.1. A misspelt key or a bad value is an error namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -19,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import to_jsonable_python
 
 from openk2.data import DataConfig
 from openk2.model import PRESETS, K2Config
@@ -40,7 +42,10 @@ class RunSection(_Section):
     val_every: int = Field(default=100, gt=0, description="validation loss every N steps and at the end")
     val_max_batches: int | None = Field(default=None, gt=0, description="None: the whole held-out split")
     log_every: int = Field(default=1, gt=0, description="a metrics.jsonl record every N steps")
-    sample_prompt: str = Field(default="", description="text the final checkpoint continues in the report")
+    sample_prompt: str = Field(
+        default="",
+        description="the report's sample: pre-training continues this text, SFT answers it as a user message",
+    )
     sample_tokens: int = Field(default=0, ge=0, description="0: no sample")
 
     @property
@@ -80,9 +85,17 @@ class ModelSection(_Section):
         return self
 
 
-class OptimSection(_Section):
-    """MuonClip (K2 report §2.1): Muon for hidden matrices, AdamW for the rest, QK-Clip after each step."""
+MUON_ONLY_FIELDS = ("momentum", "nesterov", "ns_steps", "qk_clip_tau")
 
+
+class OptimSection(_Section):
+    """MuonClip (K2 report §2.1): Muon for hidden matrices, AdamW for the rest, QK-Clip after each step.
+
+    `optimizer = "adamw"` trains every parameter with AdamW and never clips (the max logits are still
+    measured): the baseline K2's report compares Muon against.
+    """
+
+    optimizer: Literal["muonclip", "adamw"] = "muonclip"
     lr: float = Field(default=2e-4, gt=0, description="peak learning rate")
     weight_decay: float = Field(default=0.1, ge=0)
     momentum: float = Field(default=0.95, ge=0, lt=1)
@@ -102,14 +115,36 @@ class OptimSection(_Section):
             raise ValueError(f"expected two values in [0, 1), got {list(betas)}")
         return betas
 
+    @model_validator(mode="after")
+    def _muon_settings_need_muon(self) -> OptimSection:
+        if self.optimizer == "adamw":
+            for field in MUON_ONLY_FIELDS:
+                if field in self.model_fields_set:
+                    raise ValueError(f"{field}: only MuonClip uses it, and optimizer is 'adamw'")
+        return self
+
 
 class ScheduleSection(_Section):
-    """WSD (K2 report §2.5): linear warm-up, constant, then a decay over the last `decay_fraction` of steps."""
+    """WSD (K2 report §2.5): linear warm-up, constant, then a decay over the last `decay_fraction` of steps.
 
+    `kind = "cosine"`: the warm-up, then one cosine decay over every remaining step (no constant phase).
+    """
+
+    kind: Literal["wsd", "cosine"] = "wsd"
     warmup_steps: int = Field(default=500, ge=0)
     decay: Literal["cosine", "linear"] = "cosine"
     decay_fraction: float = Field(default=0.35, ge=0, le=1, description="K2: 5.5T of 15.5T tokens")
     final_lr: float = Field(default=2e-5, ge=0, description="the floor the decay ends at")
+
+    @model_validator(mode="after")
+    def _cosine_has_no_wsd_settings(self) -> ScheduleSection:
+        if self.kind == "cosine":
+            for field in ("decay", "decay_fraction"):
+                if field in self.model_fields_set:
+                    raise ValueError(
+                        f"{field}: a WSD setting; kind 'cosine' decays over every step after warm-up"
+                    )
+        return self
 
 
 class TrainSection(_Section):
@@ -155,10 +190,10 @@ class MemorySection(_Section):
         return self == MemorySection()
 
 
-class Recipe(_Section):
+class TrainingRecipe(_Section):
+    """The sections every training stage shares; a stage adds where its model and its data come from."""
+
     run: RunSection
-    model: ModelSection = Field(default_factory=ModelSection)
-    data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimSection = Field(default_factory=OptimSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     train: TrainSection = Field(default_factory=TrainSection)
@@ -166,16 +201,10 @@ class Recipe(_Section):
     memory: MemorySection = Field(default_factory=MemorySection)
 
     @model_validator(mode="after")
-    def _sections_agree(self) -> Recipe:
-        config = self.model_config_k2()
-        if config.vocab_size != self.data.vocab_size:
+    def _schedule_fits_the_run(self) -> TrainingRecipe:
+        if self.schedule.warmup_steps > self.run.steps:
             raise ValueError(
-                f"[model] vocab_size {config.vocab_size} differs from [data].vocab_size {self.data.vocab_size}"
-            )
-        if self.data.seq_len > config.max_position_embeddings:
-            raise ValueError(
-                f"[data].seq_len {self.data.seq_len} exceeds [model] max_position_embeddings "
-                f"{config.max_position_embeddings}"
+                f"[schedule].warmup_steps {self.schedule.warmup_steps} exceeds [run].steps {self.run.steps}"
             )
         if self.schedule.warmup_steps + self.decay_steps() > self.run.steps:
             raise ValueError(
@@ -189,16 +218,12 @@ class Recipe(_Section):
         return self
 
     def model_config_k2(self) -> K2Config:
-        """The preset with the recipe's overrides and the [train] balance-loss weight."""
-        return K2Config(
-            **{
-                **PRESETS[self.model.preset],
-                **self.model.overrides,
-                "aux_loss_alpha": self.train.aux_loss_alpha,
-            }
-        )
+        """The model's config, with the [train] balance-loss weight."""
+        raise NotImplementedError
 
     def decay_steps(self) -> int:
+        if self.schedule.kind == "cosine":
+            return self.run.steps - self.schedule.warmup_steps
         return round(self.schedule.decay_fraction * self.run.steps)
 
     def lr_schedule(self) -> WSDSchedule:
@@ -212,11 +237,59 @@ class Recipe(_Section):
             decay_shape=self.schedule.decay,
         )
 
+    def section_defaults(self) -> dict[str, dict[str, Any]]:
+        """Each section's optional fields and their defaults (JSON form), for comparing saved recipes."""
+        defaults = {}
+        for name in type(self).model_fields:
+            fields = type(getattr(self, name)).model_fields
+            defaults[name] = {
+                field: to_jsonable_python(info.get_default(call_default_factory=True))
+                for field, info in fields.items()
+                if not info.is_required()
+            }
+        return defaults
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate a TOML recipe; every problem is reported as `<file>: [section].field: message`."""
+
+class Recipe(TrainingRecipe):
+    """The pre-training recipe: a model built from a preset, trained on the token shards of [data]."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+    @model_validator(mode="after")
+    def _model_fits_the_data(self) -> Recipe:
+        config = self.model_config_k2()
+        if config.vocab_size != self.data.vocab_size:
+            raise ValueError(
+                f"[model] vocab_size {config.vocab_size} differs from [data].vocab_size {self.data.vocab_size}"
+            )
+        if self.data.seq_len > config.max_position_embeddings:
+            raise ValueError(
+                f"[data].seq_len {self.data.seq_len} exceeds [model] max_position_embeddings "
+                f"{config.max_position_embeddings}"
+            )
+        return self
+
+    def model_config_k2(self) -> K2Config:
+        """The preset with the recipe's overrides and the [train] balance-loss weight."""
+        return K2Config(
+            **{
+                **PRESETS[self.model.preset],
+                **self.model.overrides,
+                "aux_loss_alpha": self.train.aux_loss_alpha,
+            }
+        )
+
+
+RecipeType = TypeVar("RecipeType", bound=TrainingRecipe)
+
+
+# mypy cannot see that the default is one of the types RecipeType stands for
+def load_recipe(path: Path, recipe_type: type[RecipeType] = Recipe) -> RecipeType:  # type: ignore[assignment]
+    """Read and validate a TOML recipe (pre-training's unless told); every problem is reported as
+    `<file>: [section].field: message`."""
     document = read_recipe_toml(path)
     try:
-        return Recipe.model_validate(document)
+        return recipe_type.model_validate(document)
     except ValidationError as error:
         raise ValueError(f"{path}: {describe_errors(error)}") from None

@@ -1,7 +1,8 @@
 """`<run_dir>/report.html`: the run's curves as PNGs (matplotlib) from metrics.jsonl, plus a summary.
 
 Plots: train/val loss, learning rate, max attention logit per layer with τ (K2 report §2.1, Fig. 2),
-fraction of heads QK-Clip rescaled, expert load and routing bias per MoE layer, tokens/s.
+fraction of heads QK-Clip rescaled, expert load and routing bias per MoE layer, tokens/s. The same report for
+every stage; a stage adds its own summary lines (SFT: the data it read, skipped and truncated).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from matplotlib.axes import Axes
 
 from openk2.model import count_parameters
 from openk2.train.metrics import METRICS_FILE, StepRecord, read_metrics
-from openk2.train.recipe import Recipe
+from openk2.train.recipe import TrainingRecipe
+from openk2.train.stage import Stage
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "report"
 
 
-def write_report(run_dir: Path, recipe: Recipe, checkpoint: Path, sample: str | None) -> Path:
+def write_report(stage: Stage, checkpoint: Path, sample: str | None) -> Path:
+    recipe = stage.recipe
+    run_dir = recipe.run.run_dir
     records = read_metrics(run_dir / METRICS_FILE)
     if not records:
         raise ValueError(f"{run_dir / METRICS_FILE}: no records to report")
@@ -35,11 +39,13 @@ def write_report(run_dir: Path, recipe: Recipe, checkpoint: Path, sample: str | 
     for name, (title, draw) in plots.items():
         _save_plot(plots_dir / name, title, draw)
     path = run_dir / REPORT_FILE
-    path.write_text(_html(recipe, records, checkpoint, sample, run_dir, list(plots)), encoding="utf-8")
+    path.write_text(_html(stage, records, checkpoint, sample, list(plots)), encoding="utf-8")
     return path
 
 
-def report_plots(records: list[StepRecord], recipe: Recipe) -> dict[str, tuple[str, Callable[[Axes], None]]]:
+def report_plots(
+    records: list[StepRecord], recipe: TrainingRecipe
+) -> dict[str, tuple[str, Callable[[Axes], None]]]:
     """file name -> (title, draws the curve of `records` on an Axes)."""
     return {
         "loss.png": ("Loss", lambda axes: _plot_loss(axes, records)),
@@ -86,12 +92,13 @@ def _plot_lr(axes: Axes, records: list[StepRecord]) -> None:
     axes.set_ylabel("learning rate")
 
 
-def _plot_max_logit(axes: Axes, records: list[StepRecord], recipe: Recipe) -> None:
+def _plot_max_logit(axes: Axes, records: list[StepRecord], recipe: TrainingRecipe) -> None:
     for layer in range(len(records[0].max_logit_per_layer)):
         axes.plot(_steps(records), [r.max_logit_per_layer[layer] for r in records], label=f"layer {layer}")
-    axes.axhline(
-        recipe.optim.qk_clip_tau, color="black", linestyle="--", label=f"τ = {recipe.optim.qk_clip_tau:g}"
-    )
+    if recipe.optim.optimizer == "muonclip":
+        axes.axhline(
+            recipe.optim.qk_clip_tau, color="black", linestyle="--", label=f"τ = {recipe.optim.qk_clip_tau:g}"
+        )
     axes.set_ylabel("max scaled q·k")
 
 
@@ -130,30 +137,31 @@ def _plot_throughput(axes: Axes, records: list[StepRecord]) -> None:
 
 
 def _html(
-    recipe: Recipe,
-    records: list[StepRecord],
-    checkpoint: Path,
-    sample: str | None,
-    run_dir: Path,
-    plots: list[str],
+    stage: Stage, records: list[StepRecord], checkpoint: Path, sample: str | None, plots: list[str]
 ) -> str:
+    recipe, run_dir = stage.recipe, stage.recipe.run.run_dir
     last = records[-1]
     evaluated = [r for r in records if r.val_loss is not None]
-    counts = count_parameters(recipe.model_config_k2())
+    counts = count_parameters(stage.config)
+    clip = (
+        f"τ = {recipe.optim.qk_clip_tau:g}" if recipe.optim.optimizer == "muonclip" else "AdamW, no QK-Clip"
+    )
     rows = [
-        ("model", f"{recipe.model.preset} {recipe.model.overrides or ''}"),
+        ("model", stage.model_description),
         ("parameters", f"{counts.total:,} total, {counts.activated:,} activated per token"),
+        ("optimizer", recipe.optim.optimizer),
         ("steps", f"{last.step:,}"),
         ("tokens seen", f"{last.tokens_seen:,}"),
         ("training time", f"{last.elapsed_seconds:,.0f} s"),
         ("final train loss", f"{last.loss:.4f}"),
         ("final validation loss", f"{evaluated[-1].val_loss:.4f}" if evaluated else "not evaluated"),
         ("median tokens/s", f"{sorted(r.tokens_per_second for r in records)[len(records) // 2]:,.0f}"),
-        ("max attention logit (last step)", f"{last.max_logit:.2f} (τ = {recipe.optim.qk_clip_tau:g})"),
+        ("max attention logit (last step)", f"{last.max_logit:.2f} ({clip})"),
         (
             "checkpoint",
             str(checkpoint.relative_to(run_dir) if checkpoint.is_relative_to(run_dir) else checkpoint),
         ),
+        *stage.report_rows,
     ]
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     sample_html = f"<h2>Sample</h2>\n<pre>{html.escape(sample)}</pre>" if sample else ""
@@ -163,7 +171,7 @@ def _html(
 <html><head><meta charset="utf-8"><title>OpenK2 run {html.escape(recipe.run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1500px;margin:2em auto}}img{{width:700px;margin:4px}}
 th{{text-align:left;padding-right:2em}}pre{{background:#f4f4f4;padding:1em;white-space:pre-wrap}}</style></head>
-<body><h1>OpenK2 pre-training: {html.escape(recipe.run.name)}</h1>
+<body><h1>OpenK2 {html.escape(stage.title)}: {html.escape(recipe.run.name)}</h1>
 <table>{table}</table>
 {sample_html}
 <h2>Curves</h2>
