@@ -135,3 +135,17 @@ def test_tool_conversion_equals_bfcl_function_calling_conversion_on_every_case()
             assert openai_tools(case["function"]) == expected, case["id"]
             compared += 1
     assert compared == 1000
+
+
+def test_tool_choice_required_is_sent_when_the_suite_asks_for_it(tmp_path):
+    oracle = bfcl_oracle(["simple"])
+    answer = oracle.script
+
+    def calls_only_when_required(request):  # a model that calls tools only under constrained decoding
+        return answer(request) if request.tool_choice == "required" else "I would call a function."
+
+    oracle.script = calls_only_when_required
+    auto = run_suites(tmp_path / "auto", oracle, "bfcl-simple", {"n": 5})
+    required = run_suites(tmp_path / "required", oracle, "bfcl-simple", {"n": 5, "tool_choice": "required"})
+    assert auto.suites[0].headline.value == 0.0 and auto.suites[0].settings.tool_choice == "auto"
+    assert required.suites[0].headline.value == 1.0

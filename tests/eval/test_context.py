@@ -11,9 +11,9 @@ import json
 import pytest
 
 from openk2.eval import model_config
-from openk2.llm import BatchingLLM
 from openk2.llm.k2_engine import K2Engine
-from openk2.serve import BackgroundServer, create_app
+from openk2.serve.app import create_app
+from openk2.serve.background import BackgroundServer
 from tests.eval.conftest import run_suites
 from tests.llm.checkpoints import write_scripted_checkpoint
 
@@ -53,7 +53,7 @@ def test_in_process_the_cap_is_clipped_to_the_context_up_front(checkpoint, tmp_p
 
 def test_over_http_a_refused_cap_is_rerun_clipped_and_recorded(checkpoint, tmp_path):
     engine = K2Engine.from_checkpoint(checkpoint)
-    with BackgroundServer(create_app(BatchingLLM(engine))) as server:
+    with BackgroundServer(create_app(engine)) as server:
         results = run_suites(tmp_path, model_config(server.base_url), "humaneval", SETTINGS)
     [suite] = results.suites
     assert results.model.context_length is None  # an endpoint does not say

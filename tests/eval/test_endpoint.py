@@ -6,9 +6,9 @@ import socket
 import pytest
 
 from openk2.eval import EvalStopped, model_config
-from openk2.llm import BatchingLLM
 from openk2.llm.k2_engine import K2Engine
-from openk2.serve import BackgroundServer, create_app
+from openk2.serve.app import create_app
+from openk2.serve.background import BackgroundServer
 from tests.eval.conftest import run_suites
 from tests.llm.checkpoints import write_scripted_checkpoint
 
@@ -19,7 +19,7 @@ def engine(tmp_path_factory):
 
 
 def serve(engine: K2Engine, port: int = 0) -> BackgroundServer:
-    return BackgroundServer(create_app(BatchingLLM(engine, max_batch_size=4)), port=port)
+    return BackgroundServer(create_app(engine), port=port)
 
 
 def test_a_vanished_endpoint_stops_the_run_with_a_resume_hint_and_the_resume_finishes(engine, tmp_path):

@@ -85,7 +85,6 @@ def weights_hash(directory: Path) -> str:
 
 
 def context_length(llm: LLM) -> int | None:
-    """The model's context in tokens when an in-process back end knows it (behind a batching queue too)."""
-    inner = getattr(llm, "inner", llm)
-    length = getattr(inner, "context_length", None)
+    """The model's context in tokens when an in-process back end knows it (an endpoint does not say)."""
+    length = getattr(llm, "context_length", None)
     return length if isinstance(length, int) else None

@@ -46,6 +46,9 @@ class SuiteSettings(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=8192, ge=1)  # None: up to the end of the model's context
     max_turns: int = Field(default=30, ge=1)  # multi-turn episodes (tau2)
+    # "required" makes a model call a tool (constrained decoding where the back end has it); BFCL sends
+    # "auto", and a multi-turn agent under "required" could never answer the user
+    tool_choice: Literal["auto", "required"] = "auto"
     env: dict[str, Any] = Field(default_factory=dict)  # the gym environment's settings
 
     def with_overrides(self, overrides: dict[str, Any]) -> SuiteSettings:

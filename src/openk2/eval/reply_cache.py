@@ -1,18 +1,20 @@
 """Model replies cached by request, so a resumed or extended run asks the model nothing twice.
 
-The key is the model's identity, the sample index (sample i of a task at temperature > 0 is its own
+Sample views can also set the tool choice of requests that carry tools (e.g. "required" for BFCL on a
+model that only calls tools under constrained decoding). The key is the model's identity, the sample index (sample i of a task at temperature > 0 is its own
 draw, not a copy of sample 0), the messages, tools, tool choice and sampling parameters. A request
 the model cannot answer now (`ModelUnavailable`) is remembered so that the runner can stop the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from openk2.io import ReplyCache
 from openk2.llm import LLM, ChatRequest, Completion, ModelUnavailable
-from openk2.llm.types import NamedToolChoice
+from openk2.llm.types import NamedToolChoice, ToolChoiceMode
 
 
 @dataclass
@@ -29,10 +31,17 @@ class CachedLLM(LLM):
         self.inner = inner
         self._shared = _Shared(cache, identity)
         self._sample: int | None = None
+        self._tool_choice: ToolChoiceMode = "auto"
 
-    def for_sample(self, sample: int) -> CachedLLM:
+    def for_sample(self, sample: int, tool_choice: ToolChoiceMode = "auto") -> CachedLLM:
+        """The view sample i's rollout talks to; `tool_choice` replaces "auto" on requests with tools."""
         view = CachedLLM.__new__(CachedLLM)
-        view.inner, view._shared, view._sample = self.inner, self._shared, sample
+        view.inner, view._shared, view._sample, view._tool_choice = (
+            self.inner,
+            self._shared,
+            sample,
+            tool_choice,
+        )
         return view
 
     @property
@@ -61,6 +70,8 @@ class CachedLLM(LLM):
         )
 
     async def achat(self, request: ChatRequest) -> Completion:
+        if request.tools and request.tool_choice == "auto" and self._tool_choice != "auto":
+            request = dataclasses.replace(request, tool_choice=self._tool_choice)
         key = self.key(request)
         cached = self._shared.cache.get(key)
         if cached is not None:

@@ -345,7 +345,7 @@ class _SuiteRun:
                 return await rollout(
                     env,
                     task,
-                    self.model.for_sample(sample),
+                    self.model.for_sample(sample, self.settings.tool_choice),
                     sampling,
                     max_turns=self.settings.max_turns,
                     trajectory_id=identifier,
