@@ -357,20 +357,28 @@ class _SuiteRun:
                 if message.startswith("tools"):
                     raise SuiteUnsupported(f"{self.model.model_name} takes no tools ({message})") from None
                 if "context" not in message.lower():
-                    return _unscored(task, env, identifier, sampling, provenance, message)
+                    return _not_answered(task, env, identifier, sampling, provenance, message, False)
                 if sampling.max_tokens is None or message.startswith(
                     "messages"
                 ):  # the prompt alone is too long
-                    return _over_context(task, env, identifier, sampling, provenance, message)
+                    return _not_answered(task, env, identifier, sampling, provenance, message, True)
                 provenance["max_tokens_clipped"] = message
                 sampling = sampling.model_copy(update={"max_tokens": None})
 
 
-def _stub(
-    task: Task, env: Environment, identifier: str, sampling: SamplingParams, provenance: dict[str, Any]
-) -> dict[str, Any]:
-    """The fields of a trajectory that never got a reply: the task's messages only."""
-    return {
+def _not_answered(
+    task: Task,
+    env: Environment,
+    identifier: str,
+    sampling: SamplingParams,
+    provenance: dict[str, Any],
+    why: str,
+    beyond_context: bool,
+) -> Trajectory:
+    """An item whose request the model could not take: the task's messages only. A prompt beyond the
+    context is a task the model cannot read, so it fails it (0, with the reason); any other refusal is
+    an error item (not scored, retried on resume)."""
+    record: dict[str, Any] = {
         "id": identifier,
         "task_id": task.id,
         "env": env.name,
@@ -381,39 +389,9 @@ def _stub(
         "sampling": sampling,
         "provenance": provenance,
     }
-
-
-def _over_context(
-    task: Task,
-    env: Environment,
-    identifier: str,
-    sampling: SamplingParams,
-    provenance: dict[str, Any],
-    why: str,
-) -> Trajectory:
-    """The model cannot read the task: it fails it (scored 0, with the reason)."""
-    component = RewardComponent(name="context", score=0.0, passed=False, details={"reason": why})
-    return Trajectory(
-        **_stub(task, env, identifier, sampling, provenance),
-        termination="context_overflow",
-        status="aborted",
-        rewards=[component],
-        reward=0.0,
-    )
-
-
-def _unscored(
-    task: Task,
-    env: Environment,
-    identifier: str,
-    sampling: SamplingParams,
-    provenance: dict[str, Any],
-    why: str,
-) -> Trajectory:
-    """A request refused for another reason: an error item, not scored, retried on resume."""
-    return Trajectory(
-        **_stub(task, env, identifier, sampling, provenance),
-        termination="aborted",
-        status="failed",
-        error=f"ChatFormatError: {why}",
-    )
+    if beyond_context:
+        component = RewardComponent(name="context", score=0.0, passed=False, details={"reason": why})
+        return Trajectory(
+            **record, termination="context_overflow", status="aborted", rewards=[component], reward=0.0
+        )
+    return Trajectory(**record, termination="aborted", status="failed", error=f"ChatFormatError: {why}")
