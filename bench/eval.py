@@ -9,8 +9,9 @@ difference is how many items are in flight. The baseline is concurrency 1, measu
 Without --checkpoint the model is the embedded SmolLM2-135M-Instruct (`--teacher`).
 
 `teacher`: the embedded SmolLM2-135M-Instruct served by `openk2 serve --teacher` and evaluated over
-HTTP on HumanEval, the MATH500 subset, IFEval-style and BFCL simple, K2's profile except the reply
-cap (8,192 tokens of a 135M model on two CPU cores would take hours per suite). A rerun resumes.
+HTTP on HumanEval, the MATH500 subset, IFEval-style and BFCL simple (100 of its cases, once with tools
+offered as BFCL offers them and once with the call required), K2's profile except the reply cap
+(8,192 tokens of a 135M model on two CPU cores would take hours per suite). A rerun resumes.
 """
 
 from __future__ import annotations
@@ -32,13 +33,22 @@ from openk2.eval.compare import comparison_table
 from openk2.eval.suites import configured_suites
 
 TEACHER_SUITES = "humaneval,math500,ifeval-style,bfcl-simple"
+BFCL_CASES = 100  # of BFCL's 400 simple cases: two modes of a slow model on two CPU cores
 
 
-def run(url: str, output: Path, spec: str, overrides: dict, concurrency: int, profile: EvalProfile):
+def run(
+    url: str,
+    output: Path,
+    spec: str,
+    overrides: dict,
+    concurrency: int,
+    profile: EvalProfile,
+    per_suite: dict | None = None,
+):
     request = EvalRequest(
         model_spec=url,
         model=model_config(url, timeout_s=3600),
-        suites=configured_suites(spec, profile, overrides),
+        suites=configured_suites(spec, profile, overrides, per_suite),
         output=output,
         profile=profile,
         concurrency=concurrency,
@@ -73,11 +83,22 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 def teacher(args: argparse.Namespace) -> None:
+    """The four suites as BFCL sends tools (tool_choice auto), then BFCL simple again with the tool call
+    required (constrained decoding, the only way this model calls tools), into `<output>-required`."""
     profile = EvalProfile(max_tokens=args.max_tokens)
+    bfcl = {"n": BFCL_CASES}
+    required = args.output.with_name(f"{args.output.name}-required")
     with served(["--teacher"], args.port, args.max_batch_size, args.threads) as (url, _):
-        results = run(url, args.output, TEACHER_SUITES, {}, args.concurrency_teacher, profile)
-    Console().print(comparison_table([results]))
-    Console().print(f"{args.output}/results.json, {args.output}/results.html")
+        results = run(
+            url, args.output, TEACHER_SUITES, {}, args.concurrency_teacher, profile, {"bfcl-simple": bfcl}
+        )
+        forced = run(
+            url, required, "bfcl-simple", {}, args.concurrency_teacher, profile,
+            {"bfcl-simple": bfcl | {"tool_choice": "required"}},
+        )  # fmt: skip
+    console = Console()
+    console.print(comparison_table([results, forced], [args.output.name, required.name], all_metrics=True))
+    console.print(f"{args.output}/results.json, {required}/results.json")
 
 
 def main() -> None:

@@ -182,6 +182,8 @@ def check_manifest(request: EvalRequest, identity: ModelIdentity, started_suites
             )
         for name, settings in suites.items():
             before = manifest["suites"].get(name)
+            if before is not None:  # settings added since the first run count at their defaults
+                before = SuiteSettings.model_validate(before).model_dump(mode="json")
             if name in started_suites and before is not None and before != settings:
                 changed = sorted(key for key in settings if settings[key] != before.get(key))
                 details = ", ".join(
