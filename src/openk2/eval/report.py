@@ -212,7 +212,8 @@ def _html_details(label: str, run: EvalResults) -> str:
         samples = f"{settings.samples} sample{'s' if settings.samples > 1 else ''}"
         facts = (
             f"split {settings.split}, {suite.tasks} tasks × {samples}, temperature {settings.temperature:g}, "
-            f"max_tokens {settings.max_tokens}; scored {suite.scored} of {suite.items} items"
+            f"max_tokens {settings.max_tokens}"
+            + ("" if suite.unsupported else f"; scored {suite.scored} of {suite.items} items")
         )
         extra = "".join(f"<br>{html.escape(note)}" for note in [*suite.notes, *suite.error_examples])
         if suite.unsupported:
