@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from rich.console import Console
 
 from openk2.chat import ChatFormatError
 from openk2.eval.model import ModelIdentity, context_length, identity_before_loading
 from openk2.eval.profile import EvalProfile, SuiteSettings
-from openk2.eval.progress import EvalProgress
 from openk2.eval.reply_cache import CachedLLM
 from openk2.eval.report import render_html
 from openk2.eval.results import (
@@ -47,6 +47,7 @@ from openk2.eval.suites import Suite
 from openk2.gym import Environment, MessageMeta, RewardComponent, Task, Trajectory, rollout
 from openk2.io import JsonlLog, ReplyCache, atomic_write_text
 from openk2.llm import LLM, LLMConfig, ModelUnavailable, SamplingParams, load_concurrent_llm
+from openk2.progress import ProgressReport, log_console
 
 
 class EvalStopped(RuntimeError):
@@ -111,9 +112,9 @@ def evaluate(request: EvalRequest) -> EvalResults:
         identity = identity.model_copy(
             update={"name": model.model_name, "context_length": context_length(model.inner)}
         )
-        with EvalProgress(request.progress) as progress:
-            session = _Session(model, helper, identity.context_length, log, latest, progress, hint)
-            outcomes = asyncio.run(_run_suites(request, session))
+        console = log_console(quiet=not request.progress)
+        session = _Session(model, helper, identity.context_length, log, latest, console, hint)
+        outcomes = asyncio.run(_run_suites(request, session))
     finally:
         for llm in opened:
             llm.close()
@@ -255,7 +256,7 @@ class _Session:
     context: int | None  # the model's context in tokens, when known
     log: JsonlLog
     latest: dict[str, Trajectory]  # item id -> its last record
-    progress: EvalProgress
+    console: Console  # where progress goes (a bar per suite on a terminal, plain lines otherwise)
     hint: Callable[[], str]  # how to resume, with the count of kept items
 
 
@@ -270,10 +271,10 @@ class _SuiteRun:
     def __init__(self, suite: Suite, settings: SuiteSettings, session: _Session) -> None:
         self.suite, self.settings = suite, settings
         self.model, self.helper = session.model, session.helper
-        self.log, self.latest, self.progress, self.hint = (
+        self.log, self.latest, self.console, self.hint = (
             session.log,
             session.latest,
-            session.progress,
+            session.console,
             session.hint,
         )
         self.notes: list[str] = []
@@ -302,27 +303,41 @@ class _SuiteRun:
                 if self.latest.get(identifier) is None or self.latest[identifier].reward is None
             ]
             outcome = SuiteOutcome(self.suite, self.settings, len(tasks), ids, notes=self.notes)
-            self.progress.start_suite(self.suite.name, len(items), len(items) - len(todo))
             gate = asyncio.Semaphore(concurrency)
+            kept = [self.latest[identifier] for identifier in ids if identifier in self.latest]
+            counts = {
+                "passed": sum(
+                    trajectory.reward is not None and trajectory.reward >= 1.0 for trajectory in kept
+                )
+            }
+            counts["not scored"] = 0  # in this session; a resumed run tries such items again
+            with ProgressReport(self.suite.name, len(items), "items", self.console) as report:
+                if len(todo) < len(items):
+                    report.start_from(len(items) - len(todo))
+                    report.note(
+                        f"{self.suite.name}: {len(items) - len(todo)} of {len(items)} items kept from before"
+                    )
 
-            async def one(task: Task, sample: int, identifier: str) -> None:
-                async with gate:
-                    trajectory = await self.item(env, task, sample, identifier)
-                self.log.append(trajectory.model_dump(mode="json", exclude_none=True))
-                self.latest[identifier] = trajectory
-                self.progress.advance(None if trajectory.reward is None else trajectory.reward >= 1.0)
+                async def one(task: Task, sample: int, identifier: str) -> None:
+                    async with gate:
+                        trajectory = await self.item(env, task, sample, identifier)
+                    self.log.append(trajectory.model_dump(mode="json", exclude_none=True))
+                    self.latest[identifier] = trajectory
+                    counts["passed"] += trajectory.reward is not None and trajectory.reward >= 1.0
+                    counts["not scored"] += trajectory.reward is None
+                    report.advance(detail=", ".join(f"{count} {what}" for what, count in counts.items()))
 
-            running = [asyncio.create_task(one(*item)) for item in todo]
-            try:
-                for finished in asyncio.as_completed(running):
-                    await finished
-            except SuiteUnsupported as unsupported:
-                outcome.unsupported = str(unsupported)
-                self.progress.note(f"{self.suite.name}: not measurable: {unsupported}")
-            finally:
-                for pending in running:
-                    pending.cancel()
-                await asyncio.gather(*running, return_exceptions=True)
+                running = [asyncio.create_task(one(*item)) for item in todo]
+                try:
+                    for finished in asyncio.as_completed(running):
+                        await finished
+                except SuiteUnsupported as unsupported:
+                    outcome.unsupported = str(unsupported)
+                    report.note(f"{self.suite.name}: not measurable: {unsupported}")
+                finally:
+                    for pending in running:
+                        pending.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
             return outcome
         finally:
             await env.aclose()
