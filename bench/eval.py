@@ -83,19 +83,19 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 def teacher(args: argparse.Namespace) -> None:
-    """The four suites as BFCL sends tools (tool_choice auto), then BFCL simple again with the tool call
-    required (constrained decoding, the only way this model calls tools), into `<output>-required`."""
+    """BFCL simple with the tool call required (constrained decoding, the only way this model calls
+    tools) into `<output>-required`, then the four suites as BFCL sends tools (tool_choice auto)."""
     profile = EvalProfile(max_tokens=args.max_tokens)
     bfcl = {"n": BFCL_CASES}
     required = args.output.with_name(f"{args.output.name}-required")
     with served(["--teacher"], args.port, args.max_batch_size, args.threads) as (url, _):
-        results = run(
-            url, args.output, TEACHER_SUITES, {}, args.concurrency_teacher, profile, {"bfcl-simple": bfcl}
-        )
         forced = run(
             url, required, "bfcl-simple", {}, args.concurrency_teacher, profile,
             {"bfcl-simple": bfcl | {"tool_choice": "required"}},
         )  # fmt: skip
+        results = run(
+            url, args.output, TEACHER_SUITES, {}, args.concurrency_teacher, profile, {"bfcl-simple": bfcl}
+        )
     console = Console()
     console.print(comparison_table([results, forced], [args.output.name, required.name], all_metrics=True))
     console.print(f"{args.output}/results.json, {required}/results.json")

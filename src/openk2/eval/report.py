@@ -213,13 +213,13 @@ def _html_details(label: str, run: EvalResults) -> str:
         facts = (
             f"split {settings.split}, {suite.tasks} tasks × {samples}, temperature {settings.temperature:g}, "
             f"max_tokens {settings.max_tokens}"
+            + ("" if settings.tool_choice == "auto" else f", tool_choice {settings.tool_choice}")
             + ("" if suite.unsupported else f"; scored {suite.scored} of {suite.items} items")
         )
         extra = "".join(f"<br>{html.escape(note)}" for note in [*suite.notes, *suite.error_examples])
-        if suite.unsupported:
-            extra += f"<br>not measurable: {html.escape(suite.unsupported)}"
+        verdict = f"not measurable: {suite.unsupported}" if suite.unsupported else metrics or "no scores"
         lines.append(
-            f"<li><b>{html.escape(suite.suite)}</b>: {html.escape(metrics or 'no scores')}. "
+            f"<li><b>{html.escape(suite.suite)}</b>: {html.escape(verdict)}. "
             f"{html.escape(facts)}. Data: {html.escape(suite.source)}.{extra}</li>"
         )
     lines.append("</ul>")
