@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, help="default: 48 (throughput), 512 (teacher)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--concurrency-teacher", type=int, default=8)
+    parser.add_argument("--concurrency-teacher", type=int, default=16)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--port", type=int, default=8731)
