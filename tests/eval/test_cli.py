@@ -8,10 +8,10 @@ from openk2.cli import main
 
 
 def run(argv, capsys) -> tuple[int, str]:
+    """The exit code and what was printed on stderr (where every CLI error goes), as one line."""
     with pytest.raises(SystemExit) as exited:
         main(argv)
-    captured = capsys.readouterr()
-    return exited.value.code, " ".join((captured.out + captured.err).split())
+    return exited.value.code, " ".join(capsys.readouterr().err.split())
 
 
 def test_an_unknown_suite_is_refused_listing_the_known_ones(capsys):

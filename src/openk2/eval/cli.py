@@ -140,7 +140,6 @@ def default_output(spec: str) -> Path:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.markup import escape
 
     from openk2.eval.compare import comparison_table
@@ -149,6 +148,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from openk2.eval.results import HTML_FILE, RESULTS_FILE
     from openk2.eval.runner import EvalRequest, EvalStopped, evaluate
     from openk2.eval.suites import configured_suites, resolve_suites
+    from openk2.progress import log_console
 
     if not args.model:
         raise ValueError("--model: required (a checkpoint directory, 'teacher', or an endpoint URL)")
@@ -174,11 +174,11 @@ def evaluate_command(args: argparse.Namespace) -> None:
         helper=model_config(args.user_model, **endpoint_options) if args.user_model else None,
         progress=not args.no_progress,
     )
-    console = Console()
+    console = log_console(stderr=False)
     try:
         results = evaluate(request)
-    except EvalStopped as stopped:
-        console.print(f"[red]stopped:[/red] {escape(str(stopped))}", highlight=False)
+    except EvalStopped as stopped:  # an error, so on stderr as every CLI error
+        log_console().print(f"[red]stopped:[/red] {escape(str(stopped))}", highlight=False, soft_wrap=True)
         sys.exit(3)
     console.print(comparison_table([results]))
     console.print(f"{request.output / RESULTS_FILE}, {request.output / HTML_FILE}")
