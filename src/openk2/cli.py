@@ -200,6 +200,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "openk2.gym.cli:add_arguments",
     )
     package_verb(
+        "eval",
+        "measure a model on Table-3-style suites under K2's settings; compare result files",
+        "openk2.eval.cli:add_arguments",
+    )
+    package_verb(
         "serve", "OpenAI-compatible server with K2 tool calling", "openk2.serve.cli:add_serve_arguments"
     )
     package_verb(
