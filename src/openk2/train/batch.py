@@ -43,6 +43,17 @@ class TokenBatch:
             return self.input_ids.numel()
         return int((self.document_ids != PADDING_DOCUMENT).sum())
 
+    def to(self, device: torch.device) -> TokenBatch:
+        """The same batch on `device` (itself when already there); the loop moves each micro-batch."""
+        if self.input_ids.device == device:
+            return self
+        return TokenBatch(
+            *(None if tensor is None else tensor.to(device, non_blocking=True) for tensor in self.tensors())
+        )
+
+    def tensors(self) -> tuple[torch.Tensor | None, ...]:
+        return (self.input_ids, self.labels, self.position_ids, self.document_ids)
+
     def model_inputs(self) -> dict[str, torch.Tensor | None]:
         """Keyword arguments of `K2ForCausalLM.forward`."""
         return dict(
