@@ -240,7 +240,7 @@ def forward_backward(
         # the model's loss is the mean over this micro-batch's predicted tokens: weight it by their share;
         # a micro-batch without any still runs backward (sharded models need every rank's)
         lm_loss = (
-            (output.loss - aux_loss) * (predicted / loss_tokens) if predicted else output.logits.sum() * 0
+            (output.loss - aux_loss) * (predicted / loss_tokens)  # 0 without predicted tokens (loss.py)
         )
         (lm_loss + aux_loss / len(batches)).backward()
         totals += torch.stack([lm_loss.detach(), aux_loss.detach() / len(batches)]).double().cpu()
