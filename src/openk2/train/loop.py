@@ -32,6 +32,7 @@ from openk2.train.checkpoint import (
     TrainerState,
     find_checkpoints,
     load_checkpoint,
+    newest_intact,
     save_checkpoint,
 )
 from openk2.train.device import autocast_for, build_on_device, compute_dtype, resolve_device
@@ -347,10 +348,15 @@ def restore_if_resuming(
     scan = find_checkpoints(run_dir)
     for path, problem in scan.invalid:
         display.note(f"skipping incomplete checkpoint {path}: {problem}")
-    if not scan.valid:
+    latest, corrupt = newest_intact(scan.valid)
+    for problem in corrupt:
+        display.note(f"skipping corrupt checkpoint: {problem}")
+    if latest is None:
+        if scan.invalid or corrupt:
+            damaged = [problem for _, problem in scan.invalid] + corrupt
+            raise ValueError(f"--resume: no intact checkpoint under {run_dir}: {'; '.join(damaged)}")
         display.note(f"--resume: no checkpoint under {run_dir}, starting at step 0")
         return fresh
-    latest = scan.valid[-1]
     saved = load_checkpoint(latest, trainable, world)
     changed = recipe_changes(saved.recipe, fresh.recipe, recipe.section_defaults())
     if changed:
