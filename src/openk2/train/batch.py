@@ -47,12 +47,16 @@ class TokenBatch:
         """The same batch on `device` (itself when already there); the loop moves each micro-batch."""
         if self.input_ids.device == device:
             return self
-        return TokenBatch(
-            *(None if tensor is None else tensor.to(device, non_blocking=True) for tensor in self.tensors())
-        )
 
-    def tensors(self) -> tuple[torch.Tensor | None, ...]:
-        return (self.input_ids, self.labels, self.position_ids, self.document_ids)
+        def moved(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device, non_blocking=True)
+
+        return TokenBatch(
+            self.input_ids.to(device, non_blocking=True),
+            self.labels.to(device, non_blocking=True),
+            moved(self.position_ids),
+            moved(self.document_ids),
+        )
 
     def model_inputs(self) -> dict[str, torch.Tensor | None]:
         """Keyword arguments of `K2ForCausalLM.forward`."""

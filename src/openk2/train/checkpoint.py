@@ -164,7 +164,7 @@ def _check_complete(directory: Path, step: int) -> str | None:
 def newest_intact(candidates: list[Path]) -> tuple[Path | None, list[str]]:
     """The newest of `candidates` (oldest first) whose files match its manifest, and the problem of each newer
     one, naming the damaged file."""
-    problems = []
+    problems: list[str] = []
     for directory in reversed(candidates):
         problem = manifest_problem(directory)
         if problem is None:

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleInterleaved1F1B
+from torch.distributed.pipelining.stage import _PipelineStageBase
 
 from openk2.model import K2ForCausalLM, MoE
 from openk2.model.loss import linear_cross_entropy, next_token_targets
@@ -135,7 +136,7 @@ def build_pipeline(
     hidden = torch.empty(*microbatch_shape, model.config.hidden_size, device=device)
     received = hidden.clone().requires_grad_()  # activations whose gradient is sent back
     token_ids = torch.empty(microbatch_shape, dtype=torch.long, device=device)
-    stages = [
+    stages: list[_PipelineStageBase] = [
         PipelineStage(
             piece,
             s,

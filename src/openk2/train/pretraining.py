@@ -23,7 +23,7 @@ def pretrain(
     recipe_path: Path, resume: bool = False, progress: bool = True, device: DeviceName | None = None
 ) -> RunSummary:
     """What `openk2 pretrain --recipe PATH [--resume] [--device D]` runs; device replaces [train].device."""
-    recipe = load_recipe(recipe_path).on_device(device)
+    recipe: Recipe = load_recipe(recipe_path).on_device(device)
     return train(pretraining_stage(recipe), resume=resume, progress=progress)
 
 
