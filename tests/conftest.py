@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from openk2.data.shards import Manifest
 from openk2.data.tokenize_corpus import tokenize_corpus
@@ -33,3 +34,13 @@ def teacher() -> Iterator[TransformersLLM]:
     llm = load_teacher(max_batch_size=4)
     yield llm
     llm.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.gpu` tests run only where torch sees a CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -20,6 +20,7 @@ from openk2.progress import log_console
 console = log_console(stderr=False)
 # `openk2.model.PRESETS` by name: the model package imports torch, which `--help` must not (tests/test_cli.py)
 PRESET_NAMES = ("tiny", "small", "moonlight-16b-a3b", "kimi-k2")
+DEVICE_NAMES = ("auto", "cpu", "cuda")  # openk2.train.device.DeviceName, without importing torch here
 
 
 def model_info(args: argparse.Namespace) -> None:
@@ -72,13 +73,15 @@ def pretrain(args: argparse.Namespace) -> None:
     from openk2.train import pretrain as run_pretraining
     from openk2.train.world import leave_world
 
-    run_pretraining(args.recipe, resume=args.resume).print_once()
+    run_pretraining(args.recipe, resume=args.resume, device=args.device).print_once()
     leave_world()
 
 
 def generate(args: argparse.Namespace) -> None:
     """Continue a text prompt with a checkpoint; with --ids, token ids in and out (a random preset has no
     tokenizer, so it takes ids only)."""
+    from openk2.train.device import resolve_device
+
     if not args.ids:
         if args.checkpoint is None:
             raise ValueError(
@@ -87,28 +90,36 @@ def generate(args: argparse.Namespace) -> None:
         from openk2.train.sample import sample_text
 
         text = sample_text(
-            args.checkpoint, args.prompt, args.max_new_tokens, args.seed, args.temperature, args.top_p
+            args.checkpoint,
+            args.prompt,
+            args.max_new_tokens,
+            args.seed,
+            args.temperature,
+            args.top_p,
+            device=resolve_device(args.device),
         )
         print(text)
         return
     import torch
 
     from openk2.model import K2Config, K2ForCausalLM
+    from openk2.train.device import build_on_device
 
+    device = resolve_device(args.device)  # before the checkpoint is read: a missing GPU is refused first
     try:
         prompt = [int(token) for token in args.prompt.split(",")]
     except ValueError:
         raise ValueError(f"--ids: expected comma-separated integers, got {args.prompt!r}") from None
     torch.manual_seed(args.seed)
     if args.checkpoint:
-        model = K2ForCausalLM.from_pretrained(args.checkpoint)
+        model = K2ForCausalLM.from_pretrained(args.checkpoint, device=device)
     else:
-        model = K2ForCausalLM(K2Config.preset(args.preset))
+        model = build_on_device(K2Config.preset(args.preset), device)
     if not all(0 <= token < model.config.vocab_size for token in prompt):
         raise ValueError(f"--ids: every id must be in [0, {model.config.vocab_size})")
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator(device).manual_seed(args.seed)
     output = model.eval().generate(
-        torch.tensor([prompt]),
+        torch.tensor([prompt], device=device),
         args.max_new_tokens,
         args.temperature,
         args.top_p,
@@ -154,6 +165,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "--recipe", type=Path, required=True, help="a recipe TOML ([run] [model] [data] [optim] ...)"
     )
     pre.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    pre.add_argument(
+        "--device",
+        choices=DEVICE_NAMES,
+        help="replaces the recipe's [train].device (auto: a GPU if torch sees one)",
+    )
     pre.set_defaults(run=pretrain)
 
     package_verb = functools.partial(_add_package_verb, verbs, verb)
@@ -192,12 +208,18 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", choices=DEVICE_NAMES, default="auto", help="auto: a GPU if torch sees one")
     gen.set_defaults(run=generate)
 
     package_verb(
         "gym",
         "verifiable-reward environments: list, show tasks, filter by difficulty",
         "openk2.gym.cli:add_arguments",
+    )
+    package_verb(
+        "eval",
+        "measure a model on Table-3-style suites under K2's settings; compare result files",
+        "openk2.eval.cli:add_arguments",
     )
     package_verb(
         "serve", "OpenAI-compatible server with K2 tool calling", "openk2.serve.cli:add_serve_arguments"

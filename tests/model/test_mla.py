@@ -1,10 +1,11 @@
 """MLA's QK-Clip hooks: the recorded per-head max logit, and qk_clip_ scaling exactly the right rows."""
 
+import pytest
 import torch
 from transformers import AttentionInterface
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import eager_attention_forward
 
-from openk2.model import K2ForCausalLM
+from openk2.model import K2ForCausalLM, mla
 from tests.model.hf_reference import build_reference
 from tests.numerics import FP32_EPS, assert_close_in_norm
 
@@ -100,3 +101,23 @@ def test_qk_clip_scales_each_clipped_heads_logits_by_gamma_and_touches_nothing_e
     with torch.no_grad():
         ours(input_ids)
     assert_close_in_norm(attention.max_logit_per_head, before_logits * gamma, 30 * FP32_EPS, "clipped")
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 4 * 5 * 19, 2**24])
+def test_chunked_max_logit_equals_the_whole_logit_matrix_in_float64(monkeypatch, chunk_elements):
+    """Blocks of queries against only the keys they can see: the same S_max as the whole [heads, q, k] matrix
+    (one query per block, several blocks, one block), causal and with a left-padding mask."""
+    monkeypatch.setattr(mla, "MAX_LOGIT_CHUNK_ELEMENTS", chunk_elements)
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 4, 19, 8, generator=generator)
+    key = torch.randn(2, 4, 19, 8, generator=generator)
+    causal = torch.ones(19, 19, dtype=torch.bool).tril()
+    padded = causal[None].repeat(2, 1, 1)
+    padded[1, :, :6] = False  # row 1's first 6 slots are padding: no query sees them
+    padded[1, :6, :6] |= torch.eye(6, dtype=torch.bool)  # a padding query sees only itself
+    for visible in (None, padded):
+        mask = causal[None] if visible is None else visible
+        whole = (query.double() @ key.double().transpose(-1, -2)) * 0.3
+        expected = whole.masked_fill(~mask[:, None], float("-inf")).amax(dim=(0, 2, 3))
+        actual = mla.causal_max_logit_per_head(query, key, 0.3, visible)
+        assert_close_in_norm(actual.double(), expected, 10 * FP32_EPS, "S_max")

@@ -150,7 +150,7 @@ def test_strict_refuses_the_run_naming_every_bad_record(finished, capsys, tmp_pa
     with pytest.raises(SystemExit) as stopped:
         main(["sft", "--recipe", str(strict), "--strict"])
     assert stopped.value.code == 2
-    error = " ".join(capsys.readouterr().out.split())
+    error = " ".join(capsys.readouterr().err.split())
     assert "--strict: 3 unusable records" in error
     assert "chat.jsonl:2: messages: no assistant message" in error
     assert "chat.jsonl:4: messages[1].tool_call_id" in error

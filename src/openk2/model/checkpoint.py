@@ -7,6 +7,7 @@ including block-FP8 weights (e4m3 with a `weight_scale_inv` per 128x128 block), 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ PER_EXPERT = re.compile(
 LAYER_INDEX = re.compile(r"^model\.layers\.(\d+)\.")
 FP8_BLOCK = 128
 FP32_BUFFERS = ("e_score_correction_bias",)  # router arithmetic stays fp32 whatever the weights' dtype
+logger = logging.getLogger("openk2.model")
 
 
 def to_hf_state_dict(model: K2ForCausalLM) -> dict[str, torch.Tensor]:
@@ -127,10 +129,13 @@ def from_hf_state_dict(
     expected = model.state_dict()
     per_expert: dict[str, dict[int, torch.Tensor]] = {}
     state: dict[str, torch.Tensor] = {}
+    skipped_layers: dict[int, int] = {}
     for name, tensor in tensors.items():
         layer = LAYER_INDEX.match(name)
         if layer and int(layer.group(1)) >= model.config.num_hidden_layers:
-            continue  # multi-token-prediction layers stored after the decoder (DeepSeek-V3 layout)
+            # multi-token-prediction modules stored after the decoder (DeepSeek-V3 layout): not built
+            skipped_layers[int(layer.group(1))] = skipped_layers.get(int(layer.group(1)), 0) + 1
+            continue
         if name.endswith("rotary_emb.inv_freq"):
             continue
         expert = PER_EXPERT.match(name)
@@ -167,6 +172,15 @@ def from_hf_state_dict(
         raise ValueError(f"{source}: missing keys: {missing_keys[:5]}")
     for name, tensor in state.items():
         _check_shape(name, tensor, expected[name].shape, source)
+    if skipped_layers:
+        logger.warning(
+            "%s: skipped %d tensors of multi-token-prediction layers %s (num_nextn_predict_layers=%d): "
+            "OpenK2, like transformers' DeepseekV3ForCausalLM, builds the decoder only",
+            source,
+            sum(skipped_layers.values()),
+            sorted(skipped_layers),
+            model.config.num_nextn_predict_layers,
+        )
     return state
 
 

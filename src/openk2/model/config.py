@@ -73,7 +73,9 @@ class K2Config(BaseModel):
     hidden_act: Literal["silu"] = "silu"
     bos_token_id: int | None = None
     eos_token_id: int | None = None
-    num_nextn_predict_layers: Literal[0] = 0
+    # DeepSeek-V3's multi-token-prediction modules, stored as layers L.. after the decoder. Like transformers'
+    # DeepseekV3ForCausalLM, OpenK2 builds none of them: their weights are skipped on load, with a notice.
+    num_nextn_predict_layers: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> K2Config:
@@ -183,6 +185,7 @@ class K2Config(BaseModel):
             "num_key_value_heads": self.num_attention_heads,
             "rope_parameters": rope_parameters,
             "rope_interleave": True,
+            "num_nextn_predict_layers": 0,  # what is saved is what was built: no MTP module
             "num_mtp_layers": 0,
             "attention_dropout": 0.0,
             "torch_dtype": "float32",

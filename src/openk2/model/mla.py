@@ -64,6 +64,9 @@ class LatentCache:
         self.length = end
 
 
+MAX_LOGIT_CHUNK_ELEMENTS = 2**24  # fp32 logits held at once while recording S_max: 64 MiB
+
+
 @torch.no_grad()
 def causal_max_logit_per_head(
     query: torch.Tensor, key: torch.Tensor, scale: float, visible: torch.Tensor | None = None
@@ -71,17 +74,29 @@ def causal_max_logit_per_head(
     """S_max^h: max over the batch and causally visible (i, j) of the scaled logit q_i·k_j (K2 report §2.1).
 
     query [batch, heads, q_len, d], key [batch, heads, k_len, d]; visible [batch, q_len, k_len] where padding
-    hides keys (else causal). One sequence at a time so the [heads, q_len, k_len] logits are never
-    materialised for the whole batch.
+    hides keys (else causal, query i at key position i + k_len - q_len). Computed a block of queries at a
+    time against only the keys they can see, so at most MAX_LOGIT_CHUNK_ELEMENTS fp32 logits exist at once,
+    never [heads, q_len, k_len] for a whole sequence (4 GiB at K2's 64 heads and 4k tokens).
     """
-    q_len, k_len = query.shape[2], key.shape[2]
-    causal = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
-    per_sequence = []
-    for index, (q_seq, k_seq) in enumerate(zip(query, key, strict=True)):
-        logits = (q_seq.float() @ k_seq.float().transpose(-1, -2)) * scale  # [heads, q_len, k_len]
-        sees = causal if visible is None else visible[index]
-        per_sequence.append(logits.masked_fill_(~sees, float("-inf")).amax(dim=(1, 2)))
-    return torch.stack(per_sequence).amax(dim=0)
+    batch, heads, q_len, _ = query.shape
+    k_len = key.shape[2]
+    offset = k_len - q_len
+    rows = max(1, MAX_LOGIT_CHUNK_ELEMENTS // (heads * k_len))
+    result = torch.full((heads,), float("-inf"), device=query.device)
+    for index in range(batch):
+        for start in range(0, q_len, rows):
+            end = min(start + rows, q_len)
+            keys_seen = offset + end  # causal: no query of this block sees past it
+            logits = query[index, :, start:end].float() @ key[index, :, :keys_seen].float().transpose(-1, -2)
+            if visible is None:
+                sees = torch.ones(end - start, keys_seen, dtype=torch.bool, device=query.device).tril(
+                    offset + start
+                )
+            else:
+                sees = visible[index, start:end, :keys_seen]
+            block_max = logits.masked_fill_(~sees, float("-inf")).amax(dim=(1, 2)) * scale
+            result = torch.maximum(result, block_max)
+    return result
 
 
 class MultiHeadLatentAttention(nn.Module):

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from openk2.model.config import K2Config
 from openk2.model.generate import generate
+from openk2.model.loss import linear_cross_entropy, next_token_targets
 from openk2.model.mla import LatentCache, MultiHeadLatentAttention
 from openk2.model.moe import MoE, RoutedExperts, Router, SwiGLU
 from openk2.model.norm import RMSNorm
@@ -24,7 +24,9 @@ from openk2.model.rope import RotaryEmbedding
 
 @dataclass
 class CausalLMOutput:
-    logits: torch.Tensor  # [batch, seq, vocab]
+    logits: (
+        torch.Tensor | None
+    )  # [batch, seq, vocab]; None when labels are given (the loss never builds them)
     loss: torch.Tensor | None = None  # next-token cross-entropy (+ aux_loss when the MoE balance loss is on)
     aux_loss: torch.Tensor | None = None  # Σ over MoE layers of α·sequence-wise balance loss
 
@@ -130,25 +132,24 @@ class K2ForCausalLM(nn.Module):
         position_ids: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
     ) -> CausalLMOutput:
-        """labels: the token ids themselves (shifted here); positions labelled -100 are ignored in the loss.
-        position_ids, document_ids: packed rows (see K2Model.forward).
+        """labels: the token ids themselves (shifted here); positions labelled -100 are ignored in the loss,
+        which is fused with the lm_head a chunk of tokens at a time (loss.py): no [tokens, vocab] logits, so
+        with labels the output carries no logits. position_ids, document_ids: packed rows (K2Model.forward).
 
         With config.aux_loss_alpha > 0 (and seq_aux), training forwards add DeepSeek-V3's sequence-wise
         balance loss. The K2 report does not say whether K2 used it: the tiny and small presets leave it at 0;
         kimi-k2 and moonlight carry their released configs' 0.001.
         """
         hidden = self.model(input_ids, position_ids=position_ids, document_ids=document_ids)
-        logits = self.lm_head(hidden)
-        loss = aux_loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-            )
-            aux_losses = [moe.aux_loss for moe in self.moe_modules() if moe.aux_loss is not None]
-            if aux_losses:
-                aux_loss = torch.stack(aux_losses).sum()
-                loss = loss + aux_loss
-        return CausalLMOutput(logits=logits, loss=loss, aux_loss=aux_loss)
+        if labels is None:
+            return CausalLMOutput(logits=self.lm_head(hidden))
+        loss = linear_cross_entropy(hidden.flatten(0, 1), self.lm_head.weight, next_token_targets(labels))
+        aux_loss = None
+        aux_losses = [moe.aux_loss for moe in self.moe_modules() if moe.aux_loss is not None]
+        if aux_losses:
+            aux_loss = torch.stack(aux_losses).sum()
+            loss = loss + aux_loss
+        return CausalLMOutput(logits=None, loss=loss, aux_loss=aux_loss)
 
     def attention_modules(self) -> list[MultiHeadLatentAttention]:
         return [module for module in self.modules() if isinstance(module, MultiHeadLatentAttention)]

@@ -26,6 +26,7 @@ from openk2.sft.recipe import SFTRecipe, load_sft_recipe
 from openk2.tokenizer import load_tokenizer
 from openk2.tokenizer.special_tokens import PAD
 from openk2.train import RunSummary, Stage, TokenBatch, train
+from openk2.train.device import resolve_device
 from openk2.train.loop import refuse_to_overwrite
 from openk2.train.world import join_world
 
@@ -44,7 +45,7 @@ def sft(recipe_path: Path, resume: bool = False, strict: bool = False, progress:
     """What `openk2 sft --recipe PATH [--resume] [--strict]` runs."""
     recipe = load_sft_recipe(recipe_path)
     refuse_to_overwrite(recipe.run.run_dir, resume)  # before the data files below are written into it
-    world = join_world()
+    world = join_world(resolve_device(recipe.train.device))
     console = log_console(quiet=not (progress and world.is_main))
     tokenizer = load_tokenizer(recipe.init.checkpoint / "tokenizer.json")
     data = build_sft_data(recipe, tokenizer, strict)
@@ -70,7 +71,7 @@ def write_data_files(run_dir: Path, data: SFTData) -> None:
 
 
 def sft_stage(recipe: SFTRecipe, tokenizer: Tokenizer, data: SFTData) -> Stage:
-    world = join_world()
+    world = join_world(resolve_device(recipe.train.device))
     settings, checkpoint = recipe.sft, recipe.init.checkpoint
     pad_id = tokenizer.token_to_id(PAD) or 0  # never read: padding carries no label and sees no document
     loader = ConversationLoader(

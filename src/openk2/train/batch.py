@@ -43,6 +43,21 @@ class TokenBatch:
             return self.input_ids.numel()
         return int((self.document_ids != PADDING_DOCUMENT).sum())
 
+    def to(self, device: torch.device) -> TokenBatch:
+        """The same batch on `device` (itself when already there); the loop moves each micro-batch."""
+        if self.input_ids.device == device:
+            return self
+
+        def moved(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device, non_blocking=True)
+
+        return TokenBatch(
+            self.input_ids.to(device, non_blocking=True),
+            self.labels.to(device, non_blocking=True),
+            moved(self.position_ids),
+            moved(self.document_ids),
+        )
+
     def model_inputs(self) -> dict[str, torch.Tensor | None]:
         """Keyword arguments of `K2ForCausalLM.forward`."""
         return dict(

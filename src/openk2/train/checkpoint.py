@@ -2,10 +2,11 @@
 
 `<run_dir>/checkpoints/step_000100/` holds the model in HF layout (config.json + model.safetensors, which
 `K2ForCausalLM.from_pretrained` loads), the run's tokenizer.json, and everything needed to continue:
-optimizer.pt, scheduler.pt, loader.json and rng.pt (one entry per rank), and trainer_state.json, the last file
-written. A checkpoint is written into a hidden temporary directory, fsynced file by file, and renamed into
-place, so a kill or a power loss at any moment leaves every earlier checkpoint intact and never a
-half-written one under a `step_*` name.
+optimizer.pt, scheduler.pt, loader.json and rng.pt (one entry per rank), trainer_state.json, and
+manifest.json, the last file written: every other file's size and SHA-256 (integrity.py). A checkpoint is
+written into a hidden temporary directory, fsynced file by file, and renamed into place, so a kill or a power
+loss at any moment leaves every earlier checkpoint intact and never a half-written one under a `step_*` name;
+a file damaged later is found by the manifest on resume, which falls back to the newest intact checkpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from openk2.io import publish_directory
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
 from openk2.train.batch import BatchSource
+from openk2.train.integrity import MANIFEST, manifest_problem, write_manifest
 from openk2.train.world import World, all_gather_objects, barrier
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -46,6 +48,7 @@ REQUIRED_FILES = (
     "loader.json",
     "rng.pt",
     TRAINER_STATE,
+    MANIFEST,
 )
 # sharded (FSDP2) parameters are gathered to whole tensors on rank 0, in CPU memory
 FULL_ON_RANK_0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -106,6 +109,7 @@ def save_checkpoint(
         (staging / "loader.json").write_text(json.dumps(loader_states, indent=1))
         torch.save(rng_states, staging / "rng.pt")
         (staging / TRAINER_STATE).write_text(state.model_dump_json(indent=2))
+        write_manifest(staging)  # last: its presence says every other file is complete
         publish_directory(staging, final)  # replaces an invalid directory of this name (resume skipped it)
         for old in find_checkpoints(run_dir).valid[:-keep]:
             _remove(old)
@@ -157,6 +161,18 @@ def _check_complete(directory: Path, step: int) -> str | None:
     return None if state.step == step else f"{TRAINER_STATE} says step {state.step}"
 
 
+def newest_intact(candidates: list[Path]) -> tuple[Path | None, list[str]]:
+    """The newest of `candidates` (oldest first) whose files match its manifest, and the problem of each newer
+    one, naming the damaged file."""
+    problems: list[str] = []
+    for directory in reversed(candidates):
+        problem = manifest_problem(directory)
+        if problem is None:
+            return directory, problems
+        problems.append(problem)
+    return None, problems
+
+
 def read_trainer_state(directory: Path) -> TrainerState:
     path = directory / TRAINER_STATE
     try:
@@ -178,13 +194,20 @@ def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> Trai
         trainable.model, trainable.optimizer, optimizer_state, options=StateDictOptions(full_state_dict=True)
     )
     trainable.scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
-    loader_states = json.loads((directory / "loader.json").read_text())
+    loader_path = directory / "loader.json"
+    try:
+        loader_states = json.loads(loader_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{loader_path}: not valid JSON ({error})") from None
     rng_states = torch.load(directory / "rng.pt", weights_only=True)
     if len(loader_states) != world.world_size or len(rng_states) != world.world_size:
         raise ValueError(
             f"{directory}: saved by {len(loader_states)} ranks, resumed by {world.world_size}; "
             "the data order would differ"
         )
-    trainable.loader.load_state_dict(loader_states[world.rank])
+    try:
+        trainable.loader.load_state_dict(loader_states[world.rank])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{loader_path}: not a loader state of this run ({error!r})") from None
     torch.set_rng_state(rng_states[world.rank])
     return read_trainer_state(directory)

@@ -32,8 +32,10 @@ from openk2.train.checkpoint import (
     TrainerState,
     find_checkpoints,
     load_checkpoint,
+    newest_intact,
     save_checkpoint,
 )
+from openk2.train.device import autocast_for, build_on_device, compute_dtype, resolve_device
 from openk2.train.environment import current_environment, record_session
 from openk2.train.metrics import (
     METRICS_FILE,
@@ -79,12 +81,13 @@ class RunSummary:
 
 
 def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSummary:
-    world = join_world()
     recipe, run = stage.recipe, stage.recipe.run
+    device = resolve_device(recipe.train.device)  # a missing GPU is refused here, before any work
+    world = join_world(device)
     run_dir = run.run_dir
 
     torch.manual_seed(run.seed)
-    model = wrap_from_outside(initial_model(stage), recipe, world)
+    model = wrap_from_outside(initial_model(stage, device), recipe, world)
     optimizer = build_optimizer(model, recipe)
     scheduler = recipe.lr_schedule().scheduler(optimizer)
     trainable = Trainable(model, stage.config, optimizer, scheduler, stage.batches)
@@ -99,7 +102,7 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
         display.note("tensorboard is not installed: metrics go to metrics.jsonl only")
     if world.is_main and state.step < run.steps:  # the report states where each session ran
         record_session(run_dir, current_environment(state.step, world.world_size))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.dtype == "bfloat16")
+    autocast = autocast_for(device, compute_dtype(recipe.train.dtype, device))
     record: StepRecord | None = None
     checkpoint = None
 
@@ -113,7 +116,7 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             step_tokens, predicted_tokens = global_token_counts(micro_batches, world)
             # gradients are averaged over ranks, so each rank divides its summed loss by the per-rank share
             loss_tokens = predicted_tokens / world.world_size
-            losses = forward_backward(model, micro_batches, autocast, expert_load, loss_tokens)
+            losses = forward_backward(model, micro_batches, autocast, expert_load, loss_tokens, device)
             grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world)
             optimizer.step()  # Muon/AdamW update, then QK-Clip (Algorithm 1)
             scheduler.step()
@@ -131,7 +134,7 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             )
 
             evaluate = step % run.val_every == 0 or step == run.steps
-            val_loss = validation_loss(model, stage, world, autocast) if evaluate else None
+            val_loss = validation_loss(model, stage, world, autocast, device) if evaluate else None
             clip_stats = optimizer.last_qk_clip_stats
             bias_min, bias_max = expert_bias_range(moe_modules)
             record = StepRecord(
@@ -191,9 +194,9 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     )
 
 
-def initial_model(stage: Stage) -> K2ForCausalLM:
+def initial_model(stage: Stage, device: torch.device) -> K2ForCausalLM:
     """A fresh initialisation from the current seed, or the stage's starting checkpoint loaded into it."""
-    model = K2ForCausalLM(stage.config)
+    model = build_on_device(stage.config, device)
     if stage.initial_weights is not None:
         source = stage.initial_weights
         model.load_state_dict(from_hf_state_dict(read_checkpoint_tensors(source), model, source=str(source)))
@@ -214,14 +217,17 @@ def forward_backward(
     autocast: torch.autocast,
     expert_load: ExpertLoad,
     loss_tokens: float | None = None,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Accumulate the gradient of the mean loss per predicted token; returns [lm loss, aux loss].
 
     A plain tensor is a language-modelling micro-batch (every token a label). loss_tokens: what the summed
     loss is divided by; by default the micro-batches' own predicted tokens, as in one process. The balance
-    loss is a mean over micro-batches.
+    loss is a mean over micro-batches. device: where the model is (the batches are moved there).
     """
     batches = [TokenBatch.of(batch) for batch in micro_batches]
+    if device is not None:
+        batches = [batch.to(device) for batch in batches]
     if loss_tokens is None:
         loss_tokens = sum(batch.predicted_tokens for batch in batches)
     totals = torch.zeros(2, dtype=torch.float64)
@@ -236,7 +242,7 @@ def forward_backward(
         # the model's loss is the mean over this micro-batch's predicted tokens: weight it by their share;
         # a micro-batch without any still runs backward (sharded models need every rank's)
         lm_loss = (
-            (output.loss - aux_loss) * (predicted / loss_tokens) if predicted else output.logits.sum() * 0
+            (output.loss - aux_loss) * (predicted / loss_tokens)  # 0 without predicted tokens (loss.py)
         )
         (lm_loss + aux_loss / len(batches)).backward()
         totals += torch.stack([lm_loss.detach(), aux_loss.detach() / len(batches)]).double().cpu()
@@ -253,14 +259,16 @@ def clip_grad_norm_(model: nn.Module, max_norm: float | None, world: World) -> f
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, stage: Stage, world: World, autocast: torch.autocast) -> float:
+def validation_loss(
+    model: nn.Module, stage: Stage, world: World, autocast: torch.autocast, device: torch.device
+) -> float:
     """Mean loss per predicted token over the held-out batches (the first [run].val_max_batches per rank)."""
     batches: Iterable[torch.Tensor | TokenBatch] = stage.validation_batches()
     if stage.recipe.run.val_max_batches is not None:
         batches = itertools.islice(batches, stage.recipe.run.val_max_batches)
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64)  # [loss · predicted tokens, predicted tokens]
-    for batch in map(TokenBatch.of, batches):
+    for batch in (TokenBatch.of(batch).to(device) for batch in batches):
         with autocast:
             loss = model(**batch.model_inputs()).loss
         predicted = batch.predicted_tokens
@@ -341,10 +349,15 @@ def restore_if_resuming(
     scan = find_checkpoints(run_dir)
     for path, problem in scan.invalid:
         display.note(f"skipping incomplete checkpoint {path}: {problem}")
-    if not scan.valid:
+    latest, corrupt = newest_intact(scan.valid)
+    for problem in corrupt:
+        display.note(f"skipping corrupt checkpoint: {problem}")
+    if latest is None:
+        if scan.invalid or corrupt:
+            damaged = [problem for _, problem in scan.invalid] + corrupt
+            raise ValueError(f"--resume: no intact checkpoint under {run_dir}: {'; '.join(damaged)}")
         display.note(f"--resume: no checkpoint under {run_dir}, starting at step 0")
         return fresh
-    latest = scan.valid[-1]
     saved = load_checkpoint(latest, trainable, world)
     changed = recipe_changes(saved.recipe, fresh.recipe, recipe.section_defaults())
     if changed:

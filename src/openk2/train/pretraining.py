@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from openk2.data import PackedSequenceLoader, validation_batches
+from openk2.train.device import DeviceName, resolve_device
 from openk2.train.loop import RunSummary, train
 from openk2.train.recipe import Recipe, load_recipe
 from openk2.train.sample import sample_text
@@ -18,13 +19,16 @@ from openk2.train.stage import Stage
 from openk2.train.world import join_world
 
 
-def pretrain(recipe_path: Path, resume: bool = False, progress: bool = True) -> RunSummary:
-    """What `openk2 pretrain --recipe PATH [--resume]` runs."""
-    return train(pretraining_stage(load_recipe(recipe_path)), resume=resume, progress=progress)
+def pretrain(
+    recipe_path: Path, resume: bool = False, progress: bool = True, device: DeviceName | None = None
+) -> RunSummary:
+    """What `openk2 pretrain --recipe PATH [--resume] [--device D]` runs; device replaces [train].device."""
+    recipe: Recipe = load_recipe(recipe_path).on_device(device)
+    return train(pretraining_stage(recipe), resume=resume, progress=progress)
 
 
 def pretraining_stage(recipe: Recipe) -> Stage:
-    world = join_world()
+    world = join_world(resolve_device(recipe.train.device))  # a missing GPU is refused before any work
     data, run = recipe.data, recipe.run
     loader = PackedSequenceLoader(
         data.shards_dir,

@@ -9,7 +9,7 @@ decay to 2e-5, weight decay 0.1. A misspelt key or a bad value is an error namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
@@ -24,6 +24,7 @@ from openk2.recipes import (
     read_recipe_toml,
     validate_recipe,
 )
+from openk2.train.device import DeviceName, DtypeName
 
 
 class RunSection(RecipeSection):
@@ -144,9 +145,12 @@ class ScheduleSection(RecipeSection):
 class TrainSection(RecipeSection):
     batch_size: int = Field(default=8, gt=0, description="sequences per micro-batch (per rank)")
     grad_accum: int = Field(default=1, gt=0, description="micro-batches per optimizer step")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        default="float32",
-        description="bfloat16: autocast the forward (GPU default; ~100x slower on this CPU)",
+    device: DeviceName = Field(
+        default="auto", description="auto: a GPU where torch sees one (LOCAL_RANK's under torchrun), else CPU"
+    )
+    dtype: DtypeName = Field(
+        default="auto",
+        description="autocast of the forward; auto: bfloat16 on a GPU, float32 on the CPU (bf16 is slow there)",
     )
     expert_bias_update_rate: float = Field(
         default=1e-3, ge=0, description="u: per-step move of each expert's routing bias toward balance"
@@ -210,6 +214,12 @@ class TrainingRecipe(RecipeSection):
     def model_config_k2(self) -> K2Config:
         """The model's config, with the [train] balance-loss weight."""
         raise NotImplementedError
+
+    def on_device(self, device: DeviceName | None) -> Self:
+        """The recipe with [train].device replaced (the CLI's --device); itself for None."""
+        if device is None:
+            return self
+        return self.model_copy(update={"train": self.train.model_copy(update={"device": device})})
 
     def decay_steps(self) -> int:
         if self.schedule.kind == "cosine":

@@ -21,14 +21,18 @@ def sample_text(
     seed: int,
     temperature: float = SAMPLE_TEMPERATURE,
     top_p: float = SAMPLE_TOP_P,
+    device: torch.device | None = None,
 ) -> str:
     """Continue `prompt` like the start of a training document ([BOS] first); returns prompt + continuation."""
-    model = K2ForCausalLM.from_pretrained(checkpoint).eval()  # first: it names a missing directory as such
+    device = device or torch.device("cpu")
+    model = K2ForCausalLM.from_pretrained(
+        checkpoint, device=device
+    ).eval()  # first: it names a missing directory as such
     tokenizer = load_tokenizer(checkpoint / "tokenizer.json")
     prompt_ids = [tokenizer.token_to_id(BOS), *plain_text_tokenizer(tokenizer).encode(prompt).ids]
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device).manual_seed(seed)
     output = model.generate(
-        torch.tensor([prompt_ids]),
+        torch.tensor([prompt_ids], device=device),
         max_new_tokens,
         temperature=temperature,
         top_p=top_p,

@@ -1,6 +1,7 @@
 """The process's place among data-parallel ranks, and the few collectives the training loop needs.
 
-In a single process every collective is the identity, so the loop reads the same either way.
+In a single process every collective is the identity, so the loop reads the same either way. Between GPUs
+the process group is nccl, whose collectives take GPU tensors: the helpers here move their values there.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from openk2.train.device import process_group_backend
+
+CPU = torch.device("cpu")
+
 
 @dataclass(frozen=True)
 class World:
     rank: int
     world_size: int
+    device: torch.device = CPU  # where collectives' tensors must live (a GPU under nccl)
 
     @property
     def is_main(self) -> bool:
@@ -29,19 +35,28 @@ class World:
         return self.world_size > 1
 
 
-def join_world() -> World:
-    """Under torchrun (WORLD_SIZE > 1) initialise the gloo process group once; else a world of one."""
+def join_world(device: torch.device | None = None) -> World:
+    """Under torchrun (WORLD_SIZE > 1) initialise the process group once (nccl for a GPU `device`, else
+    gloo); else a world of one."""
+    device = device or CPU
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=process_group_backend(device))
     if dist.is_available() and dist.is_initialized():
-        return World(rank=dist.get_rank(), world_size=dist.get_world_size())
-    return World(rank=0, world_size=1)
+        on_gpu = dist.get_backend() == "nccl"
+        collectives_on = torch.device("cuda", torch.cuda.current_device()) if on_gpu else CPU
+        return World(rank=dist.get_rank(), world_size=dist.get_world_size(), device=collectives_on)
+    return World(rank=0, world_size=1, device=device)
 
 
 def all_reduce_sum_(values: torch.Tensor, world: World) -> torch.Tensor:
     """In place: the element-wise sum over ranks."""
     if world.is_distributed:
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        on_backend = values.to(world.device)
+        dist.all_reduce(on_backend, op=dist.ReduceOp.SUM)
+        if on_backend is not values:
+            values.copy_(on_backend)
     return values
 
 
