@@ -178,8 +178,9 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     if world.is_main:
         if stage.sample is not None:
             sample = stage.sample(checkpoint)
-        report = write_report(stage, checkpoint, sample)
-        display.note(f"checkpoint {checkpoint}\nreport {report}")
+        if stage.write_report:
+            report = write_report(stage, checkpoint, sample)
+        display.note(f"checkpoint {checkpoint}" + (f"\nreport {report}" if report else ""))
     return RunSummary(
         run_dir=run_dir,
         steps=state.step,

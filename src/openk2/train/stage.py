@@ -31,3 +31,5 @@ class Stage:
     model_description: str  # the report's "model" line
     sample: Callable[[Path], str] | None = None  # the report's sample, from the final checkpoint
     report_rows: list[tuple[str, str]] = field(default_factory=list)  # stage-specific summary lines
+    # False: no report.md or plots (a sweep of many short runs reads metrics.jsonl; plotting would cost more)
+    write_report: bool = True
