@@ -36,8 +36,8 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench repro
+	$(BIN)/ruff format --check src tests bench repro
 	$(BIN)/mypy
 
 bench: setup
