@@ -5,6 +5,7 @@ On a terminal one bar redraws in place; in a log file (not a terminal) each logg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -14,7 +15,18 @@ from openk2.train.metrics import StepRecord
 
 
 class TrainingProgress:
-    def __init__(self, label: str, total_steps: int, enabled: bool) -> None:
+    def __init__(
+        self,
+        label: str,
+        total_steps: int,
+        enabled: bool,
+        describe: Callable[[StepRecord], str] | None = None,
+        unit: str = "step",
+    ) -> None:
+        """`describe` writes a record's line (the loss, lr, throughput and QK-Clip by default); `unit`
+        names what a record counts (RL: an iteration)."""
+        self.describe = describe or describe_step
+        self.unit = unit
         self.console = Console(stderr=True, quiet=not enabled)
         self._bar = Progress(
             TextColumn(f"[bold]{label}"),
@@ -42,16 +54,16 @@ class TrainingProgress:
         self._bar.reset(self._task, total=self.total_steps, completed=step)
 
     def update(self, record: StepRecord, logged: bool) -> None:
-        line = describe(record)
+        line = self.describe(record)
         self._bar.update(self._task, completed=record.step, description=line)
         if logged and not self.console.is_terminal:
-            self.console.print(f"step {record.step}: {line}", highlight=False)
+            self.console.print(f"{self.unit} {record.step}: {line}", highlight=False)
 
     def note(self, message: str) -> None:
         self.console.print(message, highlight=False)
 
 
-def describe(record: StepRecord) -> str:
+def describe_step(record: StepRecord) -> str:
     val = f" val {record.val_loss:.3f}" if record.val_loss is not None else ""
     return (
         f"loss {record.loss:.3f}{val} | lr {record.lr:.2e} | {record.tokens_per_second:,.0f} tok/s | "

@@ -27,29 +27,57 @@ REPORT_FILE = "report.html"
 PLOTS_DIR = "report"
 
 
+Plots = dict[str, tuple[str, Callable[[Axes], None]]]  # file name -> (title, draws its curve on an Axes)
+
+
 def write_report(stage: Stage, checkpoint: Path, sample: str | None) -> Path:
     recipe = stage.recipe
     run_dir = recipe.run.run_dir
     records = read_metrics(run_dir / METRICS_FILE)
     if not records:
         raise ValueError(f"{run_dir / METRICS_FILE}: no records to report")
+    return write_report_page(
+        run_dir,
+        f"{stage.title}: {recipe.run.name}",
+        summary_rows(stage, records, checkpoint),
+        report_plots(records, recipe),
+        sample,
+        recipe,
+    )
+
+
+def write_report_page(
+    run_dir: Path,
+    heading: str,
+    rows: list[tuple[str, str]],
+    plots: Plots,
+    sample: str | None,
+    recipe: TrainingRecipe,
+    x_label: str = "step",
+) -> Path:
+    """`<run_dir>/report.html`: a summary table, the sample, one PNG per plot, and the recipe; any stage."""
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(parents=True, exist_ok=True)
-    plots = report_plots(records, recipe)
     for name, (title, draw) in plots.items():
-        _save_plot(plots_dir / name, title, draw)
+        _save_plot(plots_dir / name, title, draw, x_label)
     path = run_dir / REPORT_FILE
-    path.write_text(_html(stage, records, checkpoint, sample, list(plots)), encoding="utf-8")
+    path.write_text(_html(heading, rows, sample, list(plots), recipe), encoding="utf-8")
     return path
 
 
-def report_plots(
-    records: list[StepRecord], recipe: TrainingRecipe
-) -> dict[str, tuple[str, Callable[[Axes], None]]]:
-    """file name -> (title, draws the curve of `records` on an Axes)."""
+def report_plots(records: list[StepRecord], recipe: TrainingRecipe) -> Plots:
+    """The loss, the optimizer's curves and the throughput."""
     return {
         "loss.png": ("Loss", lambda axes: _plot_loss(axes, records)),
-        "lr.png": ("Learning rate (WSD)", lambda axes: _plot_lr(axes, records)),
+        **optimizer_plots(records, recipe),
+        "throughput.png": ("Throughput", lambda axes: _plot_throughput(axes, records)),
+    }
+
+
+def optimizer_plots(records: list[StepRecord], recipe: TrainingRecipe) -> Plots:
+    """What every stage's optimizer steps record: learning rate, max logits and QK-Clip, expert balance."""
+    return {
+        "lr.png": ("Learning rate", lambda axes: _plot_lr(axes, records)),
         "max_logit.png": (
             "Max attention logit per layer",
             lambda axes: _plot_max_logit(axes, records, recipe),
@@ -57,15 +85,14 @@ def report_plots(
         "heads_clipped.png": ("Heads clipped by QK-Clip", lambda axes: _plot_clipped(axes, records)),
         "expert_load.png": ("Expert load per MoE layer", lambda axes: _plot_expert_load(axes, records)),
         "expert_bias.png": ("Routing bias per MoE layer", lambda axes: _plot_expert_bias(axes, records)),
-        "throughput.png": ("Throughput", lambda axes: _plot_throughput(axes, records)),
     }
 
 
-def _save_plot(path: Path, title: str, draw: Callable[[Axes], None]) -> None:
+def _save_plot(path: Path, title: str, draw: Callable[[Axes], None], x_label: str) -> None:
     figure, axes = plt.subplots(figsize=(7, 3.6), dpi=100)
     draw(axes)
     axes.set_title(title)
-    axes.set_xlabel("step")
+    axes.set_xlabel(x_label)
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=8)
@@ -136,9 +163,7 @@ def _plot_throughput(axes: Axes, records: list[StepRecord]) -> None:
     axes.set_ylabel("tokens / s")
 
 
-def _html(
-    stage: Stage, records: list[StepRecord], checkpoint: Path, sample: str | None, plots: list[str]
-) -> str:
+def summary_rows(stage: Stage, records: list[StepRecord], checkpoint: Path) -> list[tuple[str, str]]:
     recipe, run_dir = stage.recipe, stage.recipe.run.run_dir
     last = records[-1]
     evaluated = [r for r in records if r.val_loss is not None]
@@ -146,7 +171,7 @@ def _html(
     clip = (
         f"τ = {recipe.optim.qk_clip_tau:g}" if recipe.optim.optimizer == "muonclip" else "AdamW, no QK-Clip"
     )
-    rows = [
+    return [
         ("model", stage.model_description),
         ("parameters", f"{counts.total:,} total, {counts.activated:,} activated per token"),
         ("optimizer", recipe.optim.optimizer),
@@ -163,6 +188,11 @@ def _html(
         ),
         *stage.report_rows,
     ]
+
+
+def _html(
+    heading: str, rows: list[tuple[str, str]], sample: str | None, plots: list[str], recipe: TrainingRecipe
+) -> str:
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     sample_html = f"<h2>Sample</h2>\n<pre>{html.escape(sample)}</pre>" if sample else ""
     images = "\n".join(f'<img src="{PLOTS_DIR}/{name}" alt="{name}">' for name in plots)
@@ -171,7 +201,7 @@ def _html(
 <html><head><meta charset="utf-8"><title>OpenK2 run {html.escape(recipe.run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1500px;margin:2em auto}}img{{width:700px;margin:4px}}
 th{{text-align:left;padding-right:2em}}pre{{background:#f4f4f4;padding:1em;white-space:pre-wrap}}</style></head>
-<body><h1>OpenK2 {html.escape(stage.title)}: {html.escape(recipe.run.name)}</h1>
+<body><h1>OpenK2 {html.escape(heading)}</h1>
 <table>{table}</table>
 {sample_html}
 <h2>Curves</h2>
