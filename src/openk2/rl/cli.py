@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -20,17 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from openk2.progress import log_console
     from openk2.rl.trainer import rl
-    from openk2.train.world import leave_world
+    from openk2.train.world import join_world, leave_world
 
     summary = rl(args.recipe, resume=args.resume)
     last = summary.last
     reward = (
         "no iteration run" if last is None or last.reward_mean is None else f"reward {last.reward_mean:.3f}"
     )
-    Console().print(
-        f"{summary.iterations} iterations, {reward}; {summary.checkpoint}; {summary.report}",
-        highlight=False,
-        markup=False,
-    )
+    if join_world().is_main:  # the closing line once, not once per torchrun rank
+        log_console(stderr=False).print(
+            f"{summary.iterations} iterations, {reward}; checkpoint {summary.checkpoint}; report {summary.report}",
+            highlight=False,
+            markup=False,
+        )
     leave_world()

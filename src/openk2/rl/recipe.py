@@ -17,11 +17,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from openk2.gym.environment import ENVIRONMENTS, environment_class
 from openk2.gym.records import TaskKind
 from openk2.model import K2Config
+from openk2.recipes import RecipeSection
 from openk2.sft.recipe import SourceSection
 from openk2.train.recipe import TrainingRecipe, load_recipe
 
@@ -29,11 +30,7 @@ TEACHER = "teacher"  # [init].policy naming the embedded SmolLM2-135M-Instruct
 OPENK2_MODEL_TYPES = ("deepseek_v3", "kimi_k2")  # config.json model types that OpenK2's own model loads
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InitSection(_Section):
+class InitSection(RecipeSection):
     policy: Path = Field(
         description="an OpenK2 checkpoint (config.json with model_type deepseek_v3, model.safetensors, "
         "tokenizer.json), any transformers causal-LM directory with a chat template, or 'teacher'"
@@ -60,7 +57,7 @@ class InitSection(_Section):
         return model_type in OPENK2_MODEL_TYPES
 
 
-class TaskSource(_Section):
+class TaskSource(RecipeSection):
     """Where a share of each iteration's groups comes from: a gym environment, or a file of tasks."""
 
     env: str | None = Field(default=None, description="a gym environment (openk2 gym list)")
@@ -100,7 +97,7 @@ class TaskSource(_Section):
         return self
 
 
-class TemperatureSection(_Section):
+class TemperatureSection(RecipeSection):
     """K2 report §3.2.3: a high temperature early for exploration, decayed toward exploitation."""
 
     start: float = Field(default=1.0, gt=0, le=2, description="sampling temperature of iteration 1")
@@ -122,7 +119,7 @@ class TemperatureSection(_Section):
         return self.start * (self.end / self.start) ** progress
 
 
-class RewardWeights(_Section):
+class RewardWeights(RecipeSection):
     """r = verifiable·score + critic·win rate − budget_penalty when a reply ran over its budget."""
 
     verifiable: float = Field(default=1.0, ge=0, description="weight of the gym's verified reward")
@@ -130,7 +127,7 @@ class RewardWeights(_Section):
     budget_penalty: float = Field(default=0.5, ge=0, description="subtracted from a truncated reply's reward")
 
 
-class PartialRollouts(_Section):
+class PartialRollouts(RecipeSection):
     """K1.5's partial rollouts (K2 report §3.3): an episode generates at most this many tokens per
     iteration; one that needs more is paused and continued in the next iteration by the newer policy."""
 
@@ -141,7 +138,7 @@ class PartialRollouts(_Section):
         return self.tokens_per_iteration > 0
 
 
-class CriticSection(_Section):
+class CriticSection(RecipeSection):
     """The policy as its own critic (K2 report §3.2.2)."""
 
     max_tokens: int = Field(default=32, gt=0, description="the critic's reply, ending in 'Verdict: A|B'")
@@ -161,7 +158,7 @@ class CriticSection(_Section):
     )
 
 
-class PTXSection(_Section):
+class PTXSection(RecipeSection):
     """InstructGPT's PTX loss, which K2 adds (K2 report §3.2.3): language modelling on curated data."""
 
     weight: float = Field(default=0.0, ge=0, description="0: no PTX loss")
@@ -177,12 +174,12 @@ class PTXSection(_Section):
         return self
 
 
-class EvalSection(_Section):
+class EvalSection(RecipeSection):
     every: int = Field(default=0, ge=0, description="greedy held-out reward every N iterations; 0: never")
     tasks: int = Field(default=64, gt=0, description="test-split tasks per environment")
 
 
-class EndpointSection(_Section):
+class EndpointSection(RecipeSection):
     """An OpenAI-compatible server that samples for the trainer and loads its weights after each update."""
 
     base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
@@ -190,7 +187,7 @@ class EndpointSection(_Section):
     timeout_s: float = Field(default=120.0, gt=0)
 
 
-class RLSection(_Section):
+class RLSection(RecipeSection):
     tasks: list[TaskSource] = Field(min_length=1)
     objective: Literal["k15", "grpo"] = "k15"
     tau: float = Field(default=0.1, gt=0, description="K1.5's regularisation toward π_old")

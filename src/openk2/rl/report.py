@@ -11,7 +11,9 @@ from matplotlib.axes import Axes
 from openk2.rl.metrics import IterationRecord
 from openk2.rl.recipe import RLRecipe
 from openk2.train.metrics import METRICS_FILE, read_metrics
-from openk2.train.report import Plots, optimizer_plots, write_report_page
+from openk2.train.report import Plots, ReportPlot, curve, optimizer_plots, session_rows, write_report_page
+
+ITERATION = "iteration"  # the x axis of every curve
 
 
 def write_rl_report(
@@ -43,6 +45,7 @@ def write_rl_report(
             "checkpoint",
             str(checkpoint.relative_to(run_dir) if checkpoint.is_relative_to(run_dir) else checkpoint),
         ),
+        *session_rows(run_dir),
     ]
     return write_report_page(
         run_dir,
@@ -51,7 +54,6 @@ def write_rl_report(
         rl_plots(records, recipe),
         sample,
         recipe,
-        x_label="iteration",
     )
 
 
@@ -61,15 +63,28 @@ def _env_values(values: dict[str, float] | None) -> str:
 
 def rl_plots(records: list[IterationRecord], recipe: RLRecipe) -> Plots:
     return {
-        "reward.png": ("Reward", lambda axes: _plot_reward(axes, records)),
-        "reply_length.png": ("Reply length and truncation", lambda axes: _plot_length(axes, records)),
-        "kl.png": ("KL to π_old and log-prob agreement", lambda axes: _plot_kl(axes, records)),
-        "critic.png": ("Critic agreement with verified outcomes", lambda axes: _plot_critic(axes, records)),
-        "loss.png": ("Losses", lambda axes: _plot_losses(axes, records)),
-        "weight_sync.png": ("Weight sync per iteration", lambda axes: _plot_sync(axes, records)),
-        "throughput.png": ("Throughput", lambda axes: _plot_throughput(axes, records)),
-        "temperature.png": ("Sampling temperature", lambda axes: _plot_temperature(axes, records)),
-        **optimizer_plots(records, recipe),  # type: ignore[arg-type]
+        "reward.png": ReportPlot("Reward", curve(lambda axes: _plot_reward(axes, records), ITERATION)),
+        "reply_length.png": ReportPlot(
+            "Reply length and truncation", curve(lambda axes: _plot_length(axes, records), ITERATION)
+        ),
+        "kl.png": ReportPlot(
+            "KL to π_old and log-prob agreement", curve(lambda axes: _plot_kl(axes, records), ITERATION)
+        ),
+        "critic.png": ReportPlot(
+            "Critic agreement with verified outcomes",
+            curve(lambda axes: _plot_critic(axes, records), ITERATION),
+        ),
+        "loss.png": ReportPlot("Losses", curve(lambda axes: _plot_losses(axes, records), ITERATION)),
+        "weight_sync.png": ReportPlot(
+            "Weight sync per iteration", curve(lambda axes: _plot_sync(axes, records), ITERATION)
+        ),
+        "throughput.png": ReportPlot(
+            "Throughput", curve(lambda axes: _plot_throughput(axes, records), ITERATION)
+        ),
+        "temperature.png": ReportPlot(
+            "Sampling temperature", curve(lambda axes: _plot_temperature(axes, records), ITERATION)
+        ),
+        **optimizer_plots(records, recipe, ITERATION),
     }
 
 

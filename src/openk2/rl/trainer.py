@@ -47,6 +47,7 @@ from openk2.sft.loader import ConversationLoader
 from openk2.sft.preference import PreferenceRecord
 from openk2.train.balance import ExpertLoad
 from openk2.train.checkpoint import Trainable, TrainerState, find_checkpoints, save_checkpoint
+from openk2.train.environment import current_environment, record_session
 from openk2.train.loop import build_optimizer, refuse_to_overwrite, restore_if_resuming
 from openk2.train.metrics import MetricsWriter
 from openk2.train.progress import TrainingProgress
@@ -116,7 +117,11 @@ class RLTrainer:
         )
         self.expert_load = ExpertLoad([m for m in self.policy.model.modules() if isinstance(m, MoE)])
         self.display = TrainingProgress(
-            "RL", run.steps, enabled=progress and world.is_main, describe=describe_iteration, unit="iteration"
+            "RL",
+            run.steps,
+            enabled=progress and world.is_main,
+            describe=describe_iteration,
+            unit="iterations",
         )
         fresh = TrainerState(
             step=0, tokens_seen=0, elapsed_seconds=0.0, recipe=recipe.model_dump(mode="json")
@@ -169,6 +174,8 @@ class RLTrainer:
         audit = self._audit_critic()
         if not isinstance(self.sync, SharedModule):
             self.sync()  # the server or the replicas start from the trainer's (possibly resumed) weights
+        if world.is_main and self.state.step < run.steps:  # the report states where each session ran
+            record_session(run.run_dir, current_environment(self.state.step, world.world_size))
         initial_eval = self._evaluate() if self.held_out and self.state.step == 0 else None
         if initial_eval:
             self.display.note(f"held-out greedy reward before RL: {initial_eval}")
@@ -180,7 +187,7 @@ class RLTrainer:
                 record = self.iteration(iteration)
                 if self.metrics is not None:
                     self.metrics.write(record)
-                self.display.update(record, logged=True)
+                self.display.show(record)
                 if iteration % run.checkpoint_every == 0 or iteration == run.steps:
                     checkpoint = save_checkpoint(
                         run.run_dir, self.trainable, self.state, world, run.keep_checkpoints

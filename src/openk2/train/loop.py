@@ -25,7 +25,8 @@ from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
 from openk2.optim import MuonClip, QKClip, QKClipStats
 from openk2.optim.qk_clip import has_max_logit_attention
-from openk2.train.balance import ExpertLoad, expert_bias_range, update_expert_bias_
+from openk2.progress import log_console
+from openk2.train.balance import ExpertLoad, expert_biases, update_expert_bias_
 from openk2.train.batch import TokenBatch
 from openk2.train.checkpoint import (
     K2ModelFiles,
@@ -35,7 +36,14 @@ from openk2.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from openk2.train.metrics import MetricsWriter, StepRecord, tensorboard_available
+from openk2.train.environment import current_environment, record_session
+from openk2.train.metrics import (
+    METRICS_FILE,
+    MetricsWriter,
+    StepRecord,
+    read_metrics,
+    tensorboard_available,
+)
 from openk2.train.progress import TrainingProgress
 from openk2.train.recipe import TrainingRecipe
 from openk2.train.report import write_report
@@ -53,11 +61,23 @@ class RunSummary:
     steps: int
     tokens_seen: int
     elapsed_seconds: float  # training time over all sessions (no validation, checkpoints or report)
-    final_loss: float | None  # None when this session trained no step
+    final_loss: float  # the last step's, also when this session trained none (a finished run resumed)
     final_val_loss: float | None
     checkpoint: Path
     report: Path | None  # written by rank 0 only
     sample: str | None
+
+    def print_once(self, details: str = "") -> None:
+        """The line a command prints when the run ends, by rank 0 alone (under torchrun every rank has one)."""
+        if not join_world().is_main:
+            return
+        val = f"{self.final_val_loss:.4f}" if self.final_val_loss is not None else "not evaluated"
+        log_console(stderr=False).print(
+            f"{self.steps} steps, {self.tokens_seen:,} tokens: loss {self.final_loss:.4f}, val {val}{details}; "
+            f"checkpoint {self.checkpoint}; report {self.report}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSummary:
@@ -80,9 +100,10 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     metrics = MetricsWriter(run_dir, resume_after_step=state.step) if world.is_main else None
     if world.is_main and not tensorboard_available():
         display.note("tensorboard is not installed: metrics go to metrics.jsonl only")
+    if world.is_main and state.step < run.steps:  # the report states where each session ran
+        record_session(run_dir, current_environment(state.step, world.world_size))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.dtype == "bfloat16")
     record: StepRecord | None = None
-    val_loss: float | None = None
     checkpoint = None
 
     model.train()
@@ -126,13 +147,15 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             logged = step % run.log_every == 0 or step == run.steps or evaluate
             if metrics is not None and logged:
                 metrics.write(record)
-            display.update(record, logged)
+            display.show(record)
             if step % run.checkpoint_every == 0 or step == run.steps:
                 checkpoint = save_checkpoint(run_dir, trainable, state, world, run.keep_checkpoints)
 
     if metrics is not None:
         metrics.close()
     checkpoint = checkpoint or find_checkpoints(run_dir).valid[-1]
+    # a finished run resumed trains nothing: its numbers are the last logged step's
+    final = record or read_metrics(run_dir / METRICS_FILE)[-1]
     report = sample = None
     if world.is_main:
         if stage.sample is not None:
@@ -144,8 +167,8 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
         steps=state.step,
         tokens_seen=state.tokens_seen,
         elapsed_seconds=state.elapsed_seconds,
-        final_loss=record.loss if record else None,
-        final_val_loss=val_loss,
+        final_loss=final.loss,
+        final_val_loss=final.val_loss,
         checkpoint=checkpoint,
         report=report,
         sample=sample,
@@ -217,7 +240,7 @@ class OptimizerUpdate:
     grad_norm: float  # global, before clipping
     qk_clip: QKClipStats
     tokens_per_expert: torch.Tensor  # [MoE layers, experts], the step's global batch
-    expert_bias: tuple[list[float], list[float]]  # per MoE layer (min, max) after the bias update
+    expert_bias: list[list[float]]  # per MoE layer, per expert, after the bias update
 
     def fields(self) -> dict[str, Any]:
         """The optimizer's StepRecord fields: max logits and QK-Clip, expert load and bias."""
@@ -230,8 +253,10 @@ class OptimizerUpdate:
             expert_load_min=load.amin(dim=-1).tolist() if load.numel() else [],
             expert_load_max=load.amax(dim=-1).tolist() if load.numel() else [],
             expert_load_mean=load.mean(dim=-1).tolist() if load.numel() else [],
-            expert_bias_min=self.expert_bias[0],
-            expert_bias_max=self.expert_bias[1],
+            expert_bias_min=[min(layer) for layer in self.expert_bias],
+            expert_bias_max=[max(layer) for layer in self.expert_bias],
+            expert_load=load.tolist(),
+            expert_bias=self.expert_bias,
         )
 
 
@@ -246,7 +271,7 @@ def optimizer_step(
     tokens_per_expert = expert_load.take_global(world)
     update_expert_bias_(expert_load.moe_modules, tokens_per_expert, recipe.train.expert_bias_update_rate)
     return OptimizerUpdate(
-        grad_norm, optimizer.last_qk_clip_stats, tokens_per_expert, expert_bias_range(expert_load.moe_modules)
+        grad_norm, optimizer.last_qk_clip_stats, tokens_per_expert, expert_biases(expert_load.moe_modules)
     )
 
 

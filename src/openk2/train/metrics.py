@@ -39,6 +39,9 @@ class StepRecord(BaseModel):
     expert_bias_min: list[float]  # per MoE layer, after this step's bias update
     expert_bias_max: list[float]
     val_loss: float | None = None
+    # per MoE layer, per expert (the report's heatmaps); empty in metrics written before they were recorded
+    expert_load: list[list[float]] = []  # tokens routed to each expert this step
+    expert_bias: list[list[float]] = []  # each expert's routing bias after this step's update
 
 
 Record = TypeVar("Record", bound=StepRecord)
@@ -68,7 +71,9 @@ class MetricsWriter:
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         if self.tensorboard is not None:
-            for name, value in record.model_dump(exclude={"step"}, exclude_none=True).items():
+            # per expert: thousands of scalars at K2's size, the report draws them
+            per_expert = {"expert_load", "expert_bias"}
+            for name, value in record.model_dump(exclude={"step", *per_expert}, exclude_none=True).items():
                 if isinstance(value, dict):
                     scalars: Any = value.items()
                 else:
