@@ -29,9 +29,9 @@ def by_hand(tau: float) -> float:
     for group in groups:
         members = [i for i, g in enumerate(GROUPS) if g == group]
         mean = sum(REWARDS[i] for i in members) / len(members)
-        total += sum(
-            (REWARDS[i] - mean - tau * (SEQ_LOGP[i] - SEQ_LOGP_OLD[i])) ** 2 for i in members
-        ) / len(members)
+        total += sum((REWARDS[i] - mean - tau * (SEQ_LOGP[i] - SEQ_LOGP_OLD[i])) ** 2 for i in members) / len(
+            members
+        )
     return total / len(groups) / (2 * tau)
 
 
@@ -56,7 +56,9 @@ class ToyPolicy(torch.nn.Module):
     def __init__(self, vocab: int = 5, length: int = 4) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(0)
-        self.table = torch.nn.Parameter(torch.randn(length, vocab, vocab, generator=generator, dtype=torch.float64))
+        self.table = torch.nn.Parameter(
+            torch.randn(length, vocab, vocab, generator=generator, dtype=torch.float64)
+        )
 
     def sequence_logp(self, sequences: torch.Tensor, temperature: float) -> torch.Tensor:
         """Σ_t log softmax(logits_t / T)[y_t] for sequences [N, length] (token 0 precedes each one)."""
@@ -84,7 +86,9 @@ def test_k15_gradient_on_policy_is_the_group_baselined_policy_gradient(temperatu
     for i in range(len(REWARDS)):
         members = [j for j, g in enumerate(GROUPS) if g == GROUPS[i]]
         advantage = REWARDS[i] - sum(REWARDS[j] for j in members) / len(members)
-        (grad_i,) = torch.autograd.grad(policy.sequence_logp(sequences[i : i + 1], temperature).sum(), policy.table)
+        (grad_i,) = torch.autograd.grad(
+            policy.sequence_logp(sequences[i : i + 1], temperature).sum(), policy.table
+        )
         expected -= advantage / (group_count * len(members)) * grad_i
     torch.testing.assert_close(gradient, expected, rtol=1e-10, atol=1e-12)
 
@@ -147,7 +151,8 @@ def test_micro_batches_add_up_to_the_whole_batch() -> None:
     parts = [torch.tensor([0, 5]), torch.tensor([1, 2, 6]), torch.tensor([3, 4])]
     whole_k15 = k15_terms((new * mask).sum(-1), (old * mask).sum(-1), grouped, 0.2)
     split_k15 = sum(
-        k15_terms((new[p] * mask[p]).sum(-1), (old[p] * mask[p]).sum(-1), grouped.select(p), 0.2) for p in parts
+        k15_terms((new[p] * mask[p]).sum(-1), (old[p] * mask[p]).sum(-1), grouped.select(p), 0.2)
+        for p in parts
     )
     whole_grpo = grpo_terms(new, old, mask, grouped, 0.2)
     split_grpo = sum(grpo_terms(new[p], old[p], mask[p], grouped.select(p), 0.2) for p in parts)
