@@ -20,8 +20,9 @@ REVERSAL = dict(difficulty=1, sources=["short_reversal"], instruction="", verifi
 FLAWED_SHARE = 0.7  # demonstrations with the stray period
 
 
-def flawed_demonstrations(path: Path, train: int = 700, seed: int = 0) -> Path:
-    """Gym tasks as SFT `tasks` records; 70% of the answers carry a trailing '.' the verifier rejects."""
+def flawed_demonstrations(path: Path, train: int = 700, test: int = 50, seed: int = 0) -> Path:
+    """Gym tasks as SFT `tasks` records; 70% of the training answers carry a trailing '.' the verifier
+    rejects; the test split's clean answers are SFT's validation set."""
     environment = openk2.gym.make("logic", **REVERSAL)
     rng = random.Random(seed)
     tasks: list[Task] = []
@@ -30,6 +31,7 @@ def flawed_demonstrations(path: Path, train: int = 700, seed: int = 0) -> Path:
         if rng.random() < FLAWED_SHARE:
             answer += "."
         tasks.append(task.model_copy(update={"verification": {**task.verification, "answer": answer}}))
+    tasks += environment.tasks("test", n=test, seed=seed)
     path.write_text("".join(task.model_dump_json() + "\n" for task in tasks), encoding="utf-8")
     return path
 
