@@ -15,9 +15,12 @@ from typing import Any
 
 import openk2.gym
 from openk2.gym import Task
+from openk2.sft.run import sft
+from tests.sft.sft_recipe import sft_sections, write_sft_recipe
 
 REVERSAL = dict(difficulty=1, sources=["short_reversal"], instruction="", verifier_workers=0)
 FLAWED_SHARE = 0.7  # demonstrations with the stray period
+WARM_UP_STEPS = 160  # enough to reverse 3-digit numbers, with the period
 
 
 def flawed_demonstrations(path: Path, train: int = 700, test: int = 50, seed: int = 0) -> Path:
@@ -34,6 +37,23 @@ def flawed_demonstrations(path: Path, train: int = 700, test: int = 50, seed: in
     tasks += environment.tasks("test", n=test, seed=seed)
     path.write_text("".join(task.model_dump_json() + "\n" for task in tasks), encoding="utf-8")
     return path
+
+
+def warm_up(pretrained: Path, root: Path) -> Path:
+    """`openk2 sft` of the pre-trained tiny model on the flawed demonstrations: the RL tests' policy."""
+    sections = sft_sections(
+        root,
+        pretrained,
+        name="warm",
+        run=dict(steps=WARM_UP_STEPS, checkpoint_every=WARM_UP_STEPS, val_every=WARM_UP_STEPS, log_every=10),
+        sft=dict(seq_len=512, val_fraction=0.05),
+        optim=dict(lr=1e-2, weight_decay=0.0),
+        schedule=dict(warmup_steps=5, decay="cosine", decay_fraction=0.2, final_lr=1e-3),
+        train=dict(batch_size=4, grad_accum=1),
+    )
+    tasks = flawed_demonstrations(root / "tasks.jsonl")
+    recipe = write_sft_recipe(root / "warm.toml", sections, [dict(kind="tasks", path=tasks)])
+    return sft(recipe, progress=False).run.checkpoint
 
 
 def rl_sections(output_dir: Path, policy: Path | str, name: str = "rl", **sections: Any) -> dict[str, Any]:
