@@ -14,6 +14,7 @@ of the time (tests/rl/rl_setup.py): it reverses, but its greedy replies fail the
   `openk2 serve` endpoint told to load the new weights (`/update_weights_from_disk`).
 
 Usage: python bench/rl.py [--policy DIR --pretrained DIR] [--iterations 12] [--only objectives,budget,...]
+       python bench/rl.py --write-policy runs/rl-warm     (the warm policy recipes/rl-tiny.toml starts from)
 """
 
 from __future__ import annotations
@@ -204,8 +205,13 @@ def main() -> None:
     parser.add_argument("--policy", type=Path, help="the warm policy (default: warm the pre-trained one up)")
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
+    parser.add_argument("--write-policy", type=Path, help="only pre-train and warm up the policy, into DIR")
     args = parser.parse_args()
     console = Console()
+    if args.write_policy:  # what recipes/rl-tiny.toml starts from
+        policy = warm_up(pretrain_small(args.write_policy / "pretrained"), args.write_policy)
+        console.print(f"warm policy: {policy}")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-rl-") as scratch:
         root = Path(scratch)
         pretrained = args.pretrained or pretrain_small(root / "pretrained")

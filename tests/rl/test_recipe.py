@@ -37,6 +37,19 @@ def test_the_test_recipe_itself_is_valid(tmp_path: Path, policy_dir: Path) -> No
     assert recipe.rl.budget == {"logic": 8} and recipe.rl.tasks[0].env == "logic"
 
 
+def test_the_shipped_recipe_is_valid_given_its_policy(tmp_path: Path, policy_dir: Path) -> None:
+    text = (REPO / "recipes" / "rl-tiny.toml").read_text()
+    shipped = 'policy = "runs/rl-warm/warm/checkpoints/step_000160"'
+    assert shipped in text
+    path = tmp_path / "rl-tiny.toml"
+    path.write_text(text.replace(shipped, f'policy = "{policy_dir}"'))
+    recipe = load_rl_recipe(path)
+    assert recipe.rl.objective == "k15" and recipe.rl.tasks[0].env == "logic"
+    path.write_text(text.replace(shipped, f'policy = "{policy_dir}"').replace("tau = 1.0", 'tau = "1.0"'))
+    with pytest.raises(ValueError, match=r"\[rl\]\.tau: Input should be a valid number"):
+        load_rl_recipe(path)
+
+
 @pytest.mark.parametrize(
     ("sections", "field", "message"),
     [
