@@ -41,6 +41,7 @@ def flawed_demonstrations(path: Path, train: int = 700, test: int = 50, seed: in
 
 def warm_up(pretrained: Path, root: Path) -> Path:
     """`openk2 sft` of the pre-trained tiny model on the flawed demonstrations: the RL tests' policy."""
+    root.mkdir(parents=True, exist_ok=True)
     sections = sft_sections(
         root,
         pretrained,

@@ -1,20 +1,33 @@
-"""PTX and the closed critic loop in a short run of the warm policy: every update adds the weighted PTX loss
-(read as `openk2 sft` reads its sources); on the verifiable task the policy, as critic, judges pairs whose
-verified outcomes differ (its agreement with the verifier is recorded), each pair is written as a preference
-record with the verified-correct reply chosen (what `openk2 sft`'s `preference` kind reads), and from the
-second iteration those records train the critic's verdicts in the same optimizer steps."""
+"""PTX and the closed critic loop. In a short run of the warm policy every update adds the weighted PTX loss
+(read as `openk2 sft` reads its sources), and on the verifiable task every pair of samples whose verified
+outcomes differ is written as a preference record with the verified-correct reply chosen (what `openk2 sft`'s
+`preference` kind reads). The tiny policy's 512 positions cannot hold a judging prompt (the rubric alone
+fills them), so its critic calls fail and count as no verdict; the critic's scoring of verified pairs and
+the critic SFT batch are checked with a scripted critic and the real tokenizer instead."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from openk2.llm import ChatRequest
 from openk2.rl.metrics import IterationRecord
+from openk2.rl.ptx import critic_batch
+from openk2.rl.recipe import RLSection
+from openk2.rl.rewards import score_group
+from openk2.rl.rollouts import GroupRecord
 from openk2.rl.trainer import rl
 from openk2.sft.preference import PreferenceRecord
+from openk2.tokenizer import load_tokenizer
 from openk2.train.metrics import read_metrics
+from openk2.train.world import World
+from tests.gym.scripted import ScriptedLLM
 from tests.rl.rl_setup import flawed_demonstrations, rl_sections, write_rl_recipe
+from tests.rl.test_critic import GREEDY, _pair, longer_wins
+from tests.rl.test_rewards import TASK, trajectory
 
 
 @pytest.mark.slow  # three RL iterations with critic calls, after the shared SFT warm-up
@@ -25,7 +38,7 @@ def test_ptx_loss_and_verified_critic_pairs(warm_policy: Path, tmp_path: Path) -
         run=dict(steps=3),
         rl=dict(
             eval={"every": 0},
-            critic={"verified_pairs_per_group": 2, "train_weight": 0.1, "max_tokens": 8},
+            critic={"verified_pairs_per_group": 2, "max_tokens": 8},
             ptx={"weight": 0.2, "sources": [{"kind": "tasks", "path": str(ptx_set)}], "seq_len": 128},
         ),
     )  # fmt: skip
@@ -33,8 +46,7 @@ def test_ptx_loss_and_verified_critic_pairs(warm_policy: Path, tmp_path: Path) -
     records = read_metrics(tmp_path / "loop" / "metrics.jsonl", IterationRecord)
     trained = [r for r in records if r.updates > 0]
     assert trained and all(r.ptx_loss is not None and r.ptx_loss > 0 for r in trained)
-    assert all(r.critic_pairs > 0 and 0 <= (r.critic_agreement or 0) <= 1 for r in records)
-    assert any(r.critic_loss is not None and r.critic_loss > 0 for r in trained if r.step > 1)
+    assert all(r.critic_agreement is None for r in records)  # every judging prompt overflowed
 
     lines = (tmp_path / "loop" / "critic_data.jsonl").read_text().splitlines()
     preferences = [PreferenceRecord.model_validate_json(line) for line in lines]
@@ -43,3 +55,39 @@ def test_ptx_loss_and_verified_critic_pairs(warm_policy: Path, tmp_path: Path) -
         assert isinstance(preference.prompt, list)
         question = preference.prompt[-1].text  # "Reverse 639"
         assert preference.chosen.strip() == question.split()[-1][::-1] != preference.rejected.strip()
+
+
+def _verified_group() -> GroupRecord:
+    return GroupRecord(
+        iteration=1, rank=0, group_id="g", source=0, task=TASK,
+        trajectories=[trajectory(0, "321", 1.0), trajectory(1, "3210 is the reversal of 123", 0.0)],
+    )  # fmt: skip
+
+
+def correct_wins(request: ChatRequest) -> str:
+    """Prefers the verified-correct reply, '321', in either position."""
+    return f"Verdict: {'A' if _pair(request)[0] == '321' else 'B'}"
+
+
+@pytest.mark.parametrize(("script", "agreement"), [(correct_wins, 1.0), (longer_wins, 0.0)])
+def test_the_critic_is_scored_against_the_verifier(
+    script: Callable[[ChatRequest], str], agreement: float
+) -> None:
+    section = RLSection.model_validate(
+        dict(tasks=[dict(env="logic")], critic=dict(verified_pairs_per_group=2))
+    )
+    scores = asyncio.run(score_group(_verified_group(), section, ScriptedLLM(script), GREEDY, []))
+    [pair] = scores.pairs
+    assert (pair.better_reply, pair.worse_reply) == ("321", "3210 is the reversal of 123")
+    assert pair.judgement.score == agreement
+    assert any(criterion.name == "correct" for criterion in pair.rubric)
+
+
+def test_verified_pairs_become_critic_training_rows_in_both_orders(pretrained_checkpoint: Path) -> None:
+    tokenizer = load_tokenizer(pretrained_checkpoint / "tokenizer.json")
+    record = PreferenceRecord(id="i1/g/0>1", prompt=list(TASK.messages), chosen="321", rejected="3210")
+    batch = critic_batch([record], tokenizer, seq_len=1024, world=World(rank=0, world_size=1))
+    assert batch is not None and batch.input_ids.shape[0] == 2  # one row per order
+    verdicts = [tokenizer.decode([t for t in row.tolist() if t != -100]) for row in batch.labels]
+    assert sorted(v.split("Verdict: ")[1][0] for v in verdicts) == ["A", "B"]  # chosen as A, then as B
+    assert critic_batch([record], tokenizer, seq_len=128, world=World(rank=0, world_size=1)) is None

@@ -18,6 +18,7 @@ SFT_MODEL = {**SMALL_MODEL, "max_position_embeddings": 512}
 def pretrain_small(root: Path) -> Path:
     """The small K2 of the pre-training tests with room for 512 positions, pre-trained briefly on Shakespeare;
     returns its checkpoint (the starting point of the SFT and RL tests)."""
+    root.mkdir(parents=True, exist_ok=True)
     data = data_section(write_corpus(root), root / "data")
     tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
     sections = recipe_sections(
