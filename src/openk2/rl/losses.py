@@ -149,7 +149,8 @@ class SampleLogProbs:
 class Objective(Protocol):
     """What the trainer minimises: the same call for K1.5 and GRPO."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, logprobs: SampleLogProbs, grouped: GroupedRewards) -> torch.Tensor: ...
 

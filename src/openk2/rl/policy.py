@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -112,7 +113,7 @@ class TransformersModelFiles:
     model: nn.Module
     source: Path  # the directory the policy was loaded from: its tokenizer and chat template files
 
-    def write(self, state: dict[str, torch.Tensor], directory: Path) -> None:
+    def write(self, state: dict[str, Any], directory: Path) -> None:
         self.model.save_pretrained(directory, state_dict=state)  # type: ignore[operator]
         for path in self.source.iterdir():
             if path.is_file() and (path.name.startswith("tokenizer") or path.suffix == ".jinja"):

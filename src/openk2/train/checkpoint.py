@@ -66,7 +66,7 @@ class TrainerState(BaseModel):
 class ModelFiles(Protocol):
     """How a checkpoint stores the model: files its own loaders read (an OpenK2 or a transformers model)."""
 
-    def write(self, state: dict[str, torch.Tensor], directory: Path) -> None:
+    def write(self, state: dict[str, Any], directory: Path) -> None:
         """Config, weights and tokenizer of the whole (gathered) model into `directory`."""
 
     def read(self, directory: Path) -> dict[str, torch.Tensor]:
@@ -80,7 +80,7 @@ class K2ModelFiles:
     config: K2Config
     tokenizer: Path
 
-    def write(self, state: dict[str, torch.Tensor], directory: Path) -> None:
+    def write(self, state: dict[str, Any], directory: Path) -> None:
         with torch.device("meta"):
             whole_model = K2ForCausalLM(self.config)
         whole_model.load_state_dict(state, assign=True)

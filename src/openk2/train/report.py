@@ -49,7 +49,7 @@ Plots = dict[str, ReportPlot]  # file name -> how to draw it
 def write_report(stage: Stage, checkpoint: Path, sample: str | None) -> Path:
     recipe = stage.recipe
     run_dir = recipe.run.run_dir
-    records = read_metrics(run_dir / METRICS_FILE)
+    records = read_metrics(run_dir / METRICS_FILE, StepRecord)
     if not records:
         raise ValueError(f"{run_dir / METRICS_FILE}: no records to report")
     return write_report_page(
