@@ -13,7 +13,7 @@ from openk2.chat import Message
 from openk2.gym import RewardComponent, Task, Trajectory
 from openk2.gym.records import MessageMeta
 from openk2.llm import SamplingParams
-from openk2.rl.iteration import collect
+from openk2.rl.iteration import IterationData, collect
 from openk2.rl.losses import GroupedRewards
 from openk2.rl.recipe import RLSection
 from openk2.rl.rollouts import GroupRecord
@@ -47,6 +47,22 @@ def trajectory(index: int, reply: str, score: float | None, termination: str = "
     )
 
 
+def scored(group: GroupRecord, budget_penalty: float, checkpoint: Path) -> IterationData:
+    """The group as a logged one of iteration 1, scored and re-tokenised (nothing is sampled)."""
+    rl = RLSection.model_validate(
+        dict(
+            tasks=[dict(env="logic")],
+            rewards=dict(budget_penalty=budget_penalty),
+            critic=dict(verified_pairs_per_group=0),
+        )
+    )
+    return collect(
+        [], {"g": group}, lambda episode: fixed("unused"), fixed("unused"), [], rl,
+        iteration=1, world=World(rank=0, world_size=1), on_group=lambda record: None,
+        extra_rubric=[], tokenizer=load_tokenizer(checkpoint / "tokenizer.json"),
+    )  # fmt: skip
+
+
 def test_an_errored_reward_is_excluded_not_zero_and_a_truncated_reply_pays(
     pretrained_checkpoint: Path,
 ) -> None:
@@ -63,18 +79,7 @@ def test_an_errored_reward_is_excluded_not_zero_and_a_truncated_reply_pays(
             trajectory(3, "321 and then some", 1.0, termination="budget_exceeded"),
         ],
     )
-    rl = RLSection.model_validate(
-        dict(
-            tasks=[dict(env="logic")],
-            rewards=dict(budget_penalty=0.5),
-            critic=dict(verified_pairs_per_group=0),
-        )
-    )
-    data = collect(
-        [], {"g": group}, lambda episode: fixed("unused"), fixed("unused"), [], rl,
-        iteration=1, world=World(rank=0, world_size=1), on_group=lambda record: None,
-        extra_rubric=[], tokenizer=load_tokenizer(pretrained_checkpoint / "tokenizer.json"),
-    )  # fmt: skip
+    data = scored(group, 0.5, pretrained_checkpoint)
     assert [s.reward for s in data.scored] == [1.0, 0.0, None, 0.5]
     assert data.scored[2].error is not None and "exact: TimeoutError" in data.scored[2].error
     assert data.scored[3].components == {"verifiable": 1.0, "budget_penalty": -0.5}
@@ -93,16 +98,5 @@ def test_the_budget_penalty_is_the_recipe_weight(penalty: float, pretrained_chec
         iteration=1, rank=0, group_id="g", source=0, task=TASK,
         trajectories=[trajectory(0, "321", 1.0, termination="budget_exceeded"), trajectory(1, "1", 0.0)],
     )  # fmt: skip
-    rl = RLSection.model_validate(
-        dict(
-            tasks=[dict(env="logic")],
-            rewards=dict(budget_penalty=penalty),
-            critic=dict(verified_pairs_per_group=0),
-        )
-    )
-    data = collect(
-        [], {"g": group}, lambda episode: fixed("unused"), fixed("unused"), [], rl,
-        iteration=1, world=World(rank=0, world_size=1), on_group=lambda record: None,
-        extra_rubric=[], tokenizer=load_tokenizer(pretrained_checkpoint / "tokenizer.json"),
-    )  # fmt: skip
+    data = scored(group, penalty, pretrained_checkpoint)
     assert [s.reward for s in data.scored] == [1.0 - penalty, 0.0]
