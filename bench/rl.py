@@ -8,8 +8,8 @@ of the time (tests/rl/rl_setup.py): it reverses, but its greedy replies fail the
   (the loss's sign flipped; log-probs at T = 1 while sampling at T > 1), same task, seeds and iterations;
 - budget control: a 4-token budget with a 0.5 penalty against a 64-token budget without one, sampled at
   T = 1.8 so that some replies ramble: mean sampled reply length and held-out reward;
-- partial rollouts: rollout tokens/s with at most 8 tokens per episode per iteration against none, sampled
-  at T = 1.8 with a 48-token budget: most replies stop after a few tokens, a few ramble to the budget;
+- partial rollouts: rollout tokens/s with at most 16 tokens per episode per iteration against none, on a
+  long-tailed mix: most prompts are answered in ~4 tokens, one in eight rambles to the 96-token budget;
 - weight sync: seconds per iteration, colocated (the engine samples the trained module) against an
   `openk2 serve` endpoint told to load the new weights (`/update_weights_from_disk`).
 
@@ -40,7 +40,7 @@ import openk2.rl.update as update
 from openk2.rl.metrics import IterationRecord
 from openk2.rl.trainer import RLRunSummary, rl
 from openk2.train.metrics import read_metrics
-from tests.rl.rl_setup import rl_sections, warm_up, write_rl_recipe
+from tests.rl.rl_setup import REVERSAL, rl_sections, warm_up, write_rl_recipe
 from tests.sft.sft_recipe import pretrain_small
 
 PARTS = ("objectives", "budget", "partial", "sync")
@@ -141,7 +141,7 @@ def budget(root: Path, policy: Path, iterations: int, console: Console) -> None:
 
 
 def partial(root: Path, policy: Path, iterations: int, console: Console) -> None:
-    table = Table(title=f"Partial rollouts, {iterations} iterations at T = 1.8, 48-token budget")
+    table = Table(title=f"Partial rollouts, {iterations} iterations, long-tailed replies (budget 96)")
     for column in (
         "rollouts",
         "generated tokens",
@@ -151,15 +151,23 @@ def partial(root: Path, policy: Path, iterations: int, console: Console) -> None
         "vs whole replies",
     ):
         table.add_column(column)
+    # 7 in 8 prompts are the compact reversal the policy answers in ~4 tokens; the rest ask for the answer
+    # after 'Answer:', a format it never saw, and it rambles to the budget: a long tail
+    rambling = {key: value for key, value in REVERSAL.items() if key != "instruction"}
+    rambling["sources"] = ["digit_reversal"]
+    sources = [
+        dict(env="logic", settings=REVERSAL, pool=500, weight=7.0),
+        dict(env="logic", settings=rambling, pool=100),
+    ]
     baseline = None
     for label, tokens in (
         ("whole replies (baseline)", 0),
-        ("partial, 8 tokens per episode per iteration", 8),
+        ("partial, 16 tokens per episode per iteration", 16),
     ):
         _, records, _ = run(
-            root, policy, f"partial-{tokens}", run=dict(steps=iterations),
-            rl=dict(budget={"logic": 48}, eval={"every": 0}, partial={"tokens_per_iteration": tokens},
-                    temperature={"start": 1.8, "end": 1.8}),
+            root, policy, f"partial-{tokens}", run=dict(steps=iterations), tasks=sources,
+            rl=dict(budget={"logic": 96}, eval={"every": 0}, partial={"tokens_per_iteration": tokens},
+                    temperature={"start": 1.0, "end": 1.0}),
         )  # fmt: skip
         generated = sum(r.generated_tokens for r in records)
         seconds = sum(
@@ -237,7 +245,7 @@ def main() -> None:
         parts: dict[str, Callable[[], None]] = {
             "objectives": lambda: objectives(root, policy, args.iterations, console),
             "budget": lambda: budget(root, policy, args.iterations, console),
-            "partial": lambda: partial(root, policy, min(args.iterations, 6), console),
+            "partial": lambda: partial(root, policy, min(args.iterations, 8), console),
             "sync": lambda: sync(root, policy, min(args.iterations, 4), console),
         }
         for part in args.only.split(","):

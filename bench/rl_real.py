@@ -1,6 +1,6 @@
 """RL of a real model: the embedded SmolLM2-135M-Instruct (`policy = "teacher"`, a transformers causal LM)
 trained by `openk2 rl` with the K1.5 objective on the gym's one-step arithmetic (math env, `arithmetic`
-source, difficulty 1: "Calculate 0 + 8. Put your final answer within \\boxed{}.") for a fixed number of
+source, difficulty 2: "Calculate 41 - 52. Put your final answer within \\boxed{}.") for a fixed number of
 iterations. Held-out greedy reward on test-split tasks before (the teacher as shipped, the baseline) and
 after, with 95% Wilson intervals.
 
@@ -31,7 +31,7 @@ from openk2.rl.trainer import rl
 from openk2.train.metrics import read_metrics
 from tests.rl.rl_setup import rl_sections, write_rl_recipe
 
-ARITHMETIC = dict(difficulty=1, sources=["arithmetic"], verifier_workers=0)
+ARITHMETIC = dict(difficulty=2, sources=["arithmetic"], verifier_workers=0)
 BUDGET = 64  # tokens per reply
 
 
