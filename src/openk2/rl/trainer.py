@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,7 +246,9 @@ class RLTrainer:
             current_version=version,
         )
         lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
+        with warnings.catch_warnings():  # the schedule counts iterations, also those with no update
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            self.scheduler.step()
         train_seconds = time.perf_counter() - trained_at
         sync_seconds = self.sync()
         evaluated = (
