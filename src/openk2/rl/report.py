@@ -126,6 +126,11 @@ def _plot_kl(axes: Axes, records: list[IterationRecord]) -> None:
 
 def _plot_critic(axes: Axes, records: list[IterationRecord]) -> None:
     points = [(r.step, r.critic_agreement) for r in records if r.critic_agreement is not None]
+    if not points:  # no verified pair was judged (critic.verified_pairs_per_group = 0, or every call failed)
+        axes.text(
+            0.5, 0.5, "no critic judgements in this run", ha="center", va="center", transform=axes.transAxes
+        )
+        return
     axes.plot([s for s, _ in points], [v for _, v in points], "o-", label="agreement (0.5: chance)")
     axes.axhline(0.5, color="black", linestyle="--", linewidth=0.8)
     axes.set_ylim(-0.02, 1.02)
