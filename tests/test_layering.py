@@ -2,7 +2,7 @@
 higher one, imports inside functions included.
 
     model, optim, tokenizer, io, recipes, progress  →  data, chat  →  llm  →  rephrase, gym  →  synth, train
-    →  sft, rl, eval, serve  →  cli  (→  __main__)
+    →  sft, eval, serve  →  rl  →  cli  (→  __main__)
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ LAYERS = [
     {"llm"},
     {"rephrase", "gym"},
     {"synth", "train"},
-    {"sft", "rl", "eval", "serve"},
+    {"sft", "eval", "serve"},
+    {"rl"},  # RL reads SFT's data for its PTX loss and writes the critic's preference records SFT reads
     {"cli"},
     {"__main__"},
 ]

@@ -179,6 +179,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "openk2.sft.cli:add_arguments",
     )
     package_verb(
+        "rl",
+        "reinforcement learning: K1.5 objective, gym and self-critique rewards, colocated rollouts",
+        "openk2.rl.cli:add_arguments",
+    )
+    package_verb(
         "rephrase",
         "rewrite documents chunk by chunk (knowledge / math notes / translation), verified",
         "openk2.rephrase.cli:add_arguments",

@@ -6,10 +6,31 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.train.small_run import SMALL_MODEL, write_recipe
+from openk2.data import DataConfig, tokenize_corpus
+from openk2.recipes import validate_recipe
+from openk2.train import pretrain
+from tests.train.small_run import SMALL_MODEL, data_section, recipe_sections, write_corpus, write_recipe
 
 PRETRAIN_STEPS = 30
 SFT_MODEL = {**SMALL_MODEL, "max_position_embeddings": 512}
+
+
+def pretrain_small(root: Path) -> Path:
+    """The small K2 of the pre-training tests with room for 512 positions, pre-trained briefly on Shakespeare;
+    returns its checkpoint (the starting point of the SFT and RL tests)."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = data_section(write_corpus(root), root / "data")
+    tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
+    sections = recipe_sections(
+        root,
+        data,
+        name="pretrained",
+        run=dict(
+            steps=PRETRAIN_STEPS, checkpoint_every=PRETRAIN_STEPS, val_every=PRETRAIN_STEPS, val_max_batches=1
+        ),
+        model=dict(preset="tiny", overrides=SFT_MODEL),
+    )
+    return pretrain(write_recipe(root / "pretrain.toml", sections), progress=False).checkpoint
 
 
 def sft_sections(

@@ -62,12 +62,18 @@ class TokenSpan(_Record):
     sampled: list[bool]  # True: sampled by the policy (trainable); False: prompt, env or forced tokens
     logprobs: list[float] | None = None  # per token, under the sampling distribution at `temperature`
     temperature: float | None = None
-    policy_version: int | None = None  # the weights that sampled it (partial rollouts span versions)
+    policy_version: int | None = None  # the weights that sampled it (the first of them, when several did)
+    # per token, when a paused reply was continued by newer weights (RL partial rollouts); else None
+    policy_versions: list[int] | None = None
 
     @model_validator(mode="after")
     def _parallel_lists(self) -> Self:
         if len(self.sampled) != len(self.token_ids):
             raise ValueError(f"sampled: {len(self.sampled)} flags for {len(self.token_ids)} token ids")
+        if self.policy_versions is not None and len(self.policy_versions) != len(self.token_ids):
+            raise ValueError(
+                f"policy_versions: {len(self.policy_versions)} versions for {len(self.token_ids)} token ids"
+            )
         if self.logprobs is not None and len(self.logprobs) != len(self.token_ids):
             raise ValueError(f"logprobs: {len(self.logprobs)} values for {len(self.token_ids)} token ids")
         if any(self.sampled) and self.logprobs is None:

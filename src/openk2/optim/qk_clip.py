@@ -46,6 +46,11 @@ class QKClipStats:
         return max(self.max_logit_per_layer.values(), default=0.0)
 
 
+def has_max_logit_attention(model: nn.Module) -> bool:
+    """Whether some attention module of `model` offers QK-Clip its max logits (OpenK2's MLA does)."""
+    return any(isinstance(module, MaxLogitAttention) for module in model.modules())
+
+
 class QKClip:
     """Records S_max^h over every training forward of a step and clips heads above τ in `apply()`."""
 

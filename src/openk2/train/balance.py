@@ -23,7 +23,10 @@ class ExpertLoad:
         self.tokens_per_expert: torch.Tensor | None = None  # [moe_layers, experts] int64
 
     def add_last_forward(self) -> None:
-        """Call right after a training forward, before its backward."""
+        """Call right after a training forward, before its backward (a model without MoE layers: a no-op)."""
+        if not self.moe_modules:
+            self.tokens_per_expert = torch.zeros((0, 0), dtype=torch.int64)
+            return
         counts = torch.stack([routed_counts(moe) for moe in self.moe_modules])
         self.tokens_per_expert = counts if self.tokens_per_expert is None else self.tokens_per_expert + counts
 

@@ -68,13 +68,17 @@ class TokenBatch:
         )
 
 
-class BatchSource(Protocol):
+class Resumable(Protocol):
+    """Where a stage's data stands, saved with every checkpoint (`loader.json`, one entry per rank)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class BatchSource(Resumable, Protocol):
     """An endless, resumable stream of this rank's training micro-batches (`PackedSequenceLoader`, SFT's)."""
 
     def __iter__(self) -> Iterator[torch.Tensor | TokenBatch]: ...
 
     def __next__(self) -> torch.Tensor | TokenBatch: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,12 +1,13 @@
 """Training checkpoints: self-contained, written atomically, resumed bit-exactly.
 
 `<run_dir>/checkpoints/step_000100/` holds the model in HF layout (config.json + model.safetensors, which
-`K2ForCausalLM.from_pretrained` loads), the run's tokenizer.json, and everything needed to continue:
-optimizer.pt, scheduler.pt, loader.json and rng.pt (one entry per rank), trainer_state.json, and
-manifest.json, the last file written: every other file's size and SHA-256 (integrity.py). A checkpoint is
-written into a hidden temporary directory, fsynced file by file, and renamed into place, so a kill or a power
-loss at any moment leaves every earlier checkpoint intact and never a half-written one under a `step_*` name;
-a file damaged later is found by the manifest on resume, which falls back to the newest intact checkpoint.
+`K2ForCausalLM.from_pretrained` loads, or a transformers model's own files: `ModelFiles`), the run's
+tokenizer.json, and everything needed to continue: optimizer.pt, scheduler.pt, loader.json and rng.pt (one
+entry per rank), trainer_state.json, and manifest.json, the last file written: every other file's size and
+SHA-256 (integrity.py). A checkpoint is written into a hidden temporary directory, fsynced file by file, and
+renamed into place, so a kill or a power loss at any moment leaves every earlier checkpoint intact and never a
+half-written one under a `step_*` name; a file damaged later is found by the manifest on resume, which falls
+back to the newest intact checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +33,7 @@ from torch.distributed.checkpoint.state_dict import (
 from openk2.io import publish_directory
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
-from openk2.train.batch import BatchSource
+from openk2.train.batch import Resumable
 from openk2.train.integrity import MANIFEST, manifest_problem, write_manifest
 from openk2.train.world import World, all_gather_objects, barrier
 
@@ -65,15 +66,45 @@ class TrainerState(BaseModel):
     recipe: dict[str, Any] = Field(description="the recipe that produced it (JSON form)")
 
 
+class ModelFiles(Protocol):
+    """How a checkpoint stores the model: files its own loaders read (an OpenK2 or a transformers model)."""
+
+    def write(self, state: dict[str, Any], directory: Path) -> None:
+        """Config, weights and tokenizer of the whole (gathered) model into `directory`."""
+
+    def read(self, directory: Path) -> dict[str, torch.Tensor]:
+        """The training model's state dict from the files `write` wrote."""
+
+
+@dataclass(frozen=True)
+class K2ModelFiles:
+    """An OpenK2 model in the Hugging Face layout, with the run's tokenizer.json."""
+
+    config: K2Config
+    tokenizer: Path
+
+    def write(self, state: dict[str, Any], directory: Path) -> None:
+        with torch.device("meta"):
+            whole_model = K2ForCausalLM(self.config)
+        whole_model.load_state_dict(state, assign=True)
+        whole_model.save_pretrained(directory)
+        shutil.copyfile(self.tokenizer, directory / "tokenizer.json")
+
+    def read(self, directory: Path) -> dict[str, torch.Tensor]:
+        with torch.device("meta"):
+            reference = K2ForCausalLM(self.config)  # expected keys and shapes, no memory
+        return from_hf_state_dict(read_checkpoint_tensors(directory), reference, source=str(directory))
+
+
 @dataclass
 class Trainable:
     """Everything a checkpoint saves and restores besides the trainer state."""
 
     model: nn.Module
-    config: K2Config
+    files: ModelFiles
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    loader: BatchSource
+    loader: Resumable  # the data's position (RL: the task sampler and the paused episodes)
 
 
 def checkpoint_name(step: int) -> str:
@@ -81,7 +112,7 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(
-    run_dir: Path, trainable: Trainable, state: TrainerState, tokenizer: Path, world: World, keep: int
+    run_dir: Path, trainable: Trainable, state: TrainerState, world: World, keep: int
 ) -> Path:
     """Write `<run_dir>/checkpoints/step_N` atomically and keep only the newest `keep` checkpoints.
 
@@ -99,11 +130,7 @@ def save_checkpoint(
             shutil.rmtree(leftover)
         staging = root / f".{final.name}.tmp"
         staging.mkdir()
-        with torch.device("meta"):
-            whole_model = K2ForCausalLM(trainable.config)
-        whole_model.load_state_dict(model_state, assign=True)
-        whole_model.save_pretrained(staging)
-        shutil.copyfile(tokenizer, staging / "tokenizer.json")
+        trainable.files.write(model_state, staging)
         torch.save(optimizer_state, staging / "optimizer.pt")
         torch.save(trainable.scheduler.state_dict(), staging / "scheduler.pt")
         (staging / "loader.json").write_text(json.dumps(loader_states, indent=1))
@@ -183,11 +210,7 @@ def read_trainer_state(directory: Path) -> TrainerState:
 
 def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> TrainerState:
     """Restore model, optimizer, schedule, this rank's loader position and RNG from `directory`."""
-    with torch.device("meta"):
-        reference = K2ForCausalLM(trainable.config)  # expected keys and shapes, no memory
-    model_state: dict[str, Any] = from_hf_state_dict(
-        read_checkpoint_tensors(directory), reference, source=str(directory)
-    )
+    model_state: dict[str, Any] = dict(trainable.files.read(directory))
     set_model_state_dict(trainable.model, model_state, options=StateDictOptions(full_state_dict=True))
     optimizer_state = torch.load(directory / "optimizer.pt", weights_only=True)
     set_optimizer_state_dict(

@@ -21,13 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from openk2.model import K2ForCausalLM
+from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
-from openk2.optim import MuonClip, QKClip
+from openk2.optim import MuonClip, QKClip, QKClipStats
+from openk2.optim.qk_clip import has_max_logit_attention
 from openk2.progress import log_console
-from openk2.train.balance import ExpertLoad, expert_bias_range, expert_biases, update_expert_bias_
+from openk2.train.balance import ExpertLoad, expert_biases, update_expert_bias_
 from openk2.train.batch import TokenBatch
 from openk2.train.checkpoint import (
+    K2ModelFiles,
     Trainable,
     TrainerState,
     find_checkpoints,
@@ -90,9 +92,10 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     model = wrap_from_outside(initial_model(stage, device), recipe, world)
     optimizer = build_optimizer(model, recipe)
     scheduler = recipe.lr_schedule().scheduler(optimizer)
-    trainable = Trainable(model, stage.config, optimizer, scheduler, stage.batches)
-    moe_modules = model.moe_modules()
-    expert_load = ExpertLoad(moe_modules)
+    trainable = Trainable(
+        model, K2ModelFiles(stage.config, stage.tokenizer), optimizer, scheduler, stage.batches
+    )
+    expert_load = ExpertLoad(model.moe_modules())
 
     state = TrainerState(step=0, tokens_seen=0, elapsed_seconds=0.0, recipe=recipe.model_dump(mode="json"))
     display = TrainingProgress(stage.title, run.steps, enabled=progress and world.is_main)
@@ -117,12 +120,8 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             # gradients are averaged over ranks, so each rank divides its summed loss by the per-rank share
             loss_tokens = predicted_tokens / world.world_size
             losses = forward_backward(model, micro_batches, autocast, expert_load, loss_tokens, device)
-            grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world)
-            optimizer.step()  # Muon/AdamW update, then QK-Clip (Algorithm 1)
+            update = optimizer_step(model, optimizer, recipe, world, expert_load)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens_per_expert = expert_load.take_global(world)
-            update_expert_bias_(moe_modules, tokens_per_expert, recipe.train.expert_bias_update_rate)
             loss, aux_loss = (all_reduce_sum_(losses, world) / world.world_size).tolist()
             seconds = time.perf_counter() - started
             state = state.model_copy(
@@ -135,39 +134,25 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
 
             evaluate = step % run.val_every == 0 or step == run.steps
             val_loss = validation_loss(model, stage, world, autocast, device) if evaluate else None
-            clip_stats = optimizer.last_qk_clip_stats
-            bias_min, bias_max = expert_bias_range(moe_modules)
             record = StepRecord(
                 step=step,
                 loss=loss,
                 aux_loss=aux_loss if recipe.train.aux_loss_alpha > 0 else None,
                 lr=lr,
-                grad_norm=grad_norm,
+                grad_norm=update.grad_norm,
                 tokens_seen=state.tokens_seen,
                 trained_tokens=predicted_tokens,
                 tokens_per_second=step_tokens / seconds,
                 elapsed_seconds=state.elapsed_seconds,
-                max_logit=clip_stats.max_logit,
-                max_logit_per_layer=list(clip_stats.max_logit_per_layer.values()),
-                heads_clipped=clip_stats.heads_clipped,
-                heads_total=clip_stats.heads_total,
-                expert_load_min=tokens_per_expert.amin(dim=-1).float().tolist(),
-                expert_load_max=tokens_per_expert.amax(dim=-1).float().tolist(),
-                expert_load_mean=tokens_per_expert.float().mean(dim=-1).tolist(),
-                expert_bias_min=bias_min,
-                expert_bias_max=bias_max,
                 val_loss=val_loss,
-                expert_load=tokens_per_expert.float().tolist(),
-                expert_bias=expert_biases(moe_modules),
+                **update.fields(),
             )
             logged = step % run.log_every == 0 or step == run.steps or evaluate
             if metrics is not None and logged:
                 metrics.write(record)
             display.show(record)
             if step % run.checkpoint_every == 0 or step == run.steps:
-                checkpoint = save_checkpoint(
-                    run_dir, trainable, state, stage.tokenizer, world, run.keep_checkpoints
-                )
+                checkpoint = save_checkpoint(run_dir, trainable, state, world, run.keep_checkpoints)
 
     if metrics is not None:
         metrics.close()
@@ -196,10 +181,17 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
 
 def initial_model(stage: Stage, device: torch.device) -> K2ForCausalLM:
     """A fresh initialisation from the current seed, or the stage's starting checkpoint loaded into it."""
-    model = build_on_device(stage.config, device)
-    if stage.initial_weights is not None:
-        source = stage.initial_weights
-        model.load_state_dict(from_hf_state_dict(read_checkpoint_tensors(source), model, source=str(source)))
+    return k2_model(stage.config, stage.initial_weights, device)
+
+
+def k2_model(config: K2Config, weights: Path | None, device: torch.device) -> K2ForCausalLM:
+    """The model of `config` on `device`, freshly initialised from the current seed or with a checkpoint's
+    weights."""
+    model = build_on_device(config, device)
+    if weights is not None:
+        model.load_state_dict(
+            from_hf_state_dict(read_checkpoint_tensors(weights), model, source=str(weights))
+        )
     return model
 
 
@@ -249,6 +241,48 @@ def forward_backward(
     return totals
 
 
+@dataclass(frozen=True)
+class OptimizerUpdate:
+    """What one optimizer step saw and did, for the step's metrics."""
+
+    grad_norm: float  # global, before clipping
+    qk_clip: QKClipStats
+    tokens_per_expert: torch.Tensor  # [MoE layers, experts], the step's global batch
+    expert_bias: list[list[float]]  # per MoE layer, per expert, after the bias update
+
+    def fields(self) -> dict[str, Any]:
+        """The optimizer's StepRecord fields: max logits and QK-Clip, expert load and bias."""
+        load = self.tokens_per_expert.float()
+        return dict(
+            max_logit=self.qk_clip.max_logit,
+            max_logit_per_layer=list(self.qk_clip.max_logit_per_layer.values()),
+            heads_clipped=self.qk_clip.heads_clipped,
+            heads_total=self.qk_clip.heads_total,
+            expert_load_min=load.amin(dim=-1).tolist() if load.numel() else [],
+            expert_load_max=load.amax(dim=-1).tolist() if load.numel() else [],
+            expert_load_mean=load.mean(dim=-1).tolist() if load.numel() else [],
+            expert_bias_min=[min(layer) for layer in self.expert_bias],
+            expert_bias_max=[max(layer) for layer in self.expert_bias],
+            expert_load=load.tolist(),
+            expert_bias=self.expert_bias,
+        )
+
+
+def optimizer_step(
+    model: nn.Module, optimizer: MuonClip, recipe: TrainingRecipe, world: World, expert_load: ExpertLoad
+) -> OptimizerUpdate:
+    """Clip the accumulated gradient, step (Muon/AdamW update, then QK-Clip: Algorithm 1), clear the
+    gradients and move the routing biases toward balance. The learning-rate schedule is the caller's."""
+    grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    tokens_per_expert = expert_load.take_global(world)
+    update_expert_bias_(expert_load.moe_modules, tokens_per_expert, recipe.train.expert_bias_update_rate)
+    return OptimizerUpdate(
+        grad_norm, optimizer.last_qk_clip_stats, tokens_per_expert, expert_biases(expert_load.moe_modules)
+    )
+
+
 def clip_grad_norm_(model: nn.Module, max_norm: float | None, world: World) -> float:
     """The global gradient norm before clipping; with max_norm None only measured (the scale is exactly 1)."""
     if world.is_distributed:  # gradients live on several meshes (experts and the rest): torch's would fail
@@ -287,7 +321,7 @@ def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> MuonClip:
         every_parameter = [{"params": [p for p in model.parameters() if p.requires_grad], "use_muon": False}]
         return MuonClip(
             every_parameter,
-            QKClip(model, tau=math.inf),
+            QKClip(model, tau=math.inf) if has_max_logit_attention(model) else None,
             lr=optim.lr,
             weight_decay=optim.weight_decay,
             adamw_betas=optim.adamw_betas,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -44,14 +44,22 @@ class StepRecord(BaseModel):
     expert_bias: list[list[float]] = []  # each expert's routing bias after this step's update
 
 
+Record = TypeVar("Record", bound=StepRecord)
+
+
 class MetricsWriter:
     """Appends records to metrics.jsonl (flushed per line) and, if available, to TensorBoard."""
 
-    def __init__(self, run_dir: Path, resume_after_step: int) -> None:
-        """Drops records of steps after `resume_after_step`: a resumed run rewrites them."""
+    def __init__(
+        self, run_dir: Path, resume_after_step: int, record_type: type[StepRecord] = StepRecord
+    ) -> None:
+        """Drops records of steps after `resume_after_step`: a resumed run rewrites them. A stage that
+        records more than a step (RL: an iteration) names its subclass of StepRecord."""
         self.path = run_dir / METRICS_FILE
         kept = (
-            [r for r in read_metrics(self.path) if r.step <= resume_after_step] if self.path.exists() else []
+            [r for r in read_metrics(self.path, record_type) if r.step <= resume_after_step]
+            if self.path.exists()
+            else []
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # a kill mid-rewrite keeps the old file
@@ -63,16 +71,17 @@ class MetricsWriter:
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         if self.tensorboard is not None:
-            per_expert = {
-                "expert_load",
-                "expert_bias",
-            }  # thousands of scalars at K2's size: the report draws them
+            # per expert: thousands of scalars at K2's size, the report draws them
+            per_expert = {"expert_load", "expert_bias"}
             for name, value in record.model_dump(exclude={"step", *per_expert}, exclude_none=True).items():
-                if isinstance(value, list):
-                    for index, item in enumerate(value):
-                        self.tensorboard.add_scalar(f"{name}/{index}", item, record.step)
+                if isinstance(value, dict):
+                    scalars: Any = value.items()
                 else:
-                    self.tensorboard.add_scalar(name, value, record.step)
+                    scalars = enumerate(value) if isinstance(value, list) else [(None, value)]
+                for key, item in scalars:
+                    if isinstance(item, int | float):  # numbers only (RL lists the groups it trained)
+                        tag = name if key is None else f"{name}/{key}"
+                        self.tensorboard.add_scalar(tag, item, record.step)
 
     def close(self) -> None:
         self._file.close()
@@ -92,7 +101,7 @@ def _tensorboard_writer(log_dir: Path, purge_step: int) -> Any:
     return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
-def read_metrics(path: Path) -> list[StepRecord]:
+def read_metrics(path: Path, record_type: type[Record] = StepRecord) -> list[Record]:  # type: ignore[assignment]
     """Every record of a metrics.jsonl; a line cut short by a kill (the last one) is dropped."""
     lines = path.read_text(encoding="utf-8").split("\n")
     records = []
@@ -100,7 +109,7 @@ def read_metrics(path: Path) -> list[StepRecord]:
         if not line.strip():
             continue
         try:
-            records.append(StepRecord.model_validate_json(line))
+            records.append(record_type.model_validate_json(line))
         except ValidationError as error:
             if number == len(lines):  # no newline after it: the write was interrupted
                 continue

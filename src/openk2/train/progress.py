@@ -5,19 +5,31 @@ A bar on a terminal, periodic plain lines elsewhere (`openk2.progress`), the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from openk2.progress import ProgressReport, log_console
 from openk2.train.metrics import StepRecord
 
 
 class TrainingProgress(ProgressReport):
-    def __init__(self, label: str, total_steps: int, enabled: bool) -> None:
-        super().__init__(label, total_steps, "steps", log_console(quiet=not enabled))
+    def __init__(
+        self,
+        label: str,
+        total_steps: int,
+        enabled: bool,
+        describe: Callable[[StepRecord], str] | None = None,
+        unit: str = "steps",
+    ) -> None:
+        """`describe` writes a record's line (the loss, lr, throughput and QK-Clip by default); `unit`
+        names what a record counts (RL: iterations)."""
+        super().__init__(label, total_steps, unit, log_console(quiet=not enabled))
+        self.describe = describe or describe_step
 
     def show(self, record: StepRecord) -> None:
-        self.update(record.step, describe(record))
+        self.update(record.step, self.describe(record))
 
 
-def describe(record: StepRecord) -> str:
+def describe_step(record: StepRecord) -> str:
     val = f" val {record.val_loss:.3f}" if record.val_loss is not None else ""
     return (
         f"loss {record.loss:.3f}{val} | lr {record.lr:.2e} | {record.tokens_per_second:,.0f} tok/s | "

@@ -10,7 +10,7 @@ and library versions of every session. The same report for every stage; a stage 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,56 +43,86 @@ class ReportPlot:
     height_inches: float = CURVE_HEIGHT_INCHES
 
 
+Plots = dict[str, ReportPlot]  # file name -> how to draw it
+
+
 def write_report(stage: Stage, checkpoint: Path, sample: str | None) -> Path:
     recipe = stage.recipe
     run_dir = recipe.run.run_dir
-    records = read_metrics(run_dir / METRICS_FILE)
+    records = read_metrics(run_dir / METRICS_FILE, StepRecord)
     if not records:
         raise ValueError(f"{run_dir / METRICS_FILE}: no records to report")
+    return write_report_page(
+        run_dir,
+        f"{stage.title}: {recipe.run.name}",
+        summary_rows(stage, records, checkpoint),
+        report_plots(records, recipe),
+        sample,
+        recipe,
+    )
+
+
+def write_report_page(
+    run_dir: Path,
+    heading: str,
+    rows: list[tuple[str, str]],
+    plots: Plots,
+    sample: str | None,
+    recipe: TrainingRecipe,
+) -> Path:
+    """`<run_dir>/report.html`: a summary table, the sample, one PNG per plot, and the recipe; any stage."""
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(parents=True, exist_ok=True)
-    plots = report_plots(records, recipe)
     for name, plot in plots.items():
         _save_plot(plots_dir / name, plot)
     path = run_dir / REPORT_FILE
-    path.write_text(_html(stage, records, checkpoint, sample, list(plots)), encoding="utf-8")
+    path.write_text(_html(heading, rows, sample, list(plots), recipe), encoding="utf-8")
     return path
 
 
-def report_plots(records: list[StepRecord], recipe: TrainingRecipe) -> dict[str, ReportPlot]:
-    """file name -> how to draw it from `records`."""
-    layers = len(records[0].expert_load) if records and records[0].expert_load else 1
+def report_plots(records: list[StepRecord], recipe: TrainingRecipe) -> Plots:
+    """The loss, the optimizer's curves and the throughput."""
+    return {
+        "loss.png": ReportPlot("Loss", curve(lambda axes: _plot_loss(axes, records))),
+        **optimizer_plots(records, recipe),
+        "throughput.png": ReportPlot("Throughput", curve(lambda axes: _plot_throughput(axes, records))),
+    }
+
+
+def optimizer_plots(records: Sequence[StepRecord], recipe: TrainingRecipe, x_label: str = "step") -> Plots:
+    """What every stage's optimizer steps record: learning rate, max logits and QK-Clip, expert balance."""
+    steps = list(records)
+    layers = len(steps[0].expert_load) if steps and steps[0].expert_load else 1
     heatmap_height = 0.8 + HEATMAP_ROW_INCHES * layers
     return {
-        "loss.png": ReportPlot("Loss", _curve(lambda axes: _plot_loss(axes, records))),
-        "lr.png": ReportPlot("Learning rate (WSD)", _curve(lambda axes: _plot_lr(axes, records))),
+        "lr.png": ReportPlot("Learning rate", curve(lambda axes: _plot_lr(axes, steps), x_label)),
         "max_logit.png": ReportPlot(
-            "Max attention logit per layer", _curve(lambda axes: _plot_max_logit(axes, records, recipe))
+            "Max attention logit per layer",
+            curve(lambda axes: _plot_max_logit(axes, steps, recipe), x_label),
         ),
         "heads_clipped.png": ReportPlot(
-            "Heads clipped by QK-Clip", _curve(lambda axes: _plot_clipped(axes, records, recipe))
+            "Heads clipped by QK-Clip", curve(lambda axes: _plot_clipped(axes, steps, recipe), x_label)
         ),
         "expert_load.png": ReportPlot(
             "Expert load (tokens routed ÷ the layer's mean; 1 is balanced)",
-            lambda figure: _plot_expert_heatmaps(figure, records, "expert_load"),
+            lambda figure: _plot_expert_heatmaps(figure, steps, "expert_load", x_label),
             heatmap_height,
         ),
         "expert_bias.png": ReportPlot(
             "Routing bias per expert (e_score_correction_bias)",
-            lambda figure: _plot_expert_heatmaps(figure, records, "expert_bias"),
+            lambda figure: _plot_expert_heatmaps(figure, steps, "expert_bias", x_label),
             heatmap_height,
         ),
-        "throughput.png": ReportPlot("Throughput", _curve(lambda axes: _plot_throughput(axes, records))),
     }
 
 
-def _curve(draw: Callable[[Axes], None]) -> Callable[[Figure], None]:
-    """A figure of one pair of axes over the steps."""
+def curve(draw: Callable[[Axes], None], x_label: str = "step") -> Callable[[Figure], None]:
+    """A figure of one pair of axes over the steps (RL: the iterations)."""
 
     def draw_figure(figure: Figure) -> None:
         axes = figure.subplots()
         draw(axes)
-        axes.set_xlabel("step")
+        axes.set_xlabel(x_label)
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
@@ -182,7 +212,9 @@ def expert_heatmap_values(records: list[StepRecord], field: str) -> tuple[list[i
     return [r.step for r in recorded], list(per_layer)
 
 
-def _plot_expert_heatmaps(figure: Figure, records: list[StepRecord], field: str) -> None:
+def _plot_expert_heatmaps(
+    figure: Figure, records: list[StepRecord], field: str, x_label: str = "step"
+) -> None:
     steps, layers = expert_heatmap_values(records, field)
     if not layers:
         axes = figure.subplots()
@@ -210,7 +242,7 @@ def _plot_expert_heatmaps(figure: Figure, records: list[StepRecord], field: str)
         axes.set_ylabel(f"MoE layer {layer}\nexpert", fontsize=8)
         axes.invert_yaxis()  # expert 0 on top, as in a table
         figure.colorbar(mesh, ax=axes, label=label)
-    all_axes[-1].set_xlabel("step")
+    all_axes[-1].set_xlabel(x_label)
 
 
 def _plot_throughput(axes: Axes, records: list[StepRecord]) -> None:
@@ -218,9 +250,7 @@ def _plot_throughput(axes: Axes, records: list[StepRecord]) -> None:
     axes.set_ylabel("tokens / s")
 
 
-def _html(
-    stage: Stage, records: list[StepRecord], checkpoint: Path, sample: str | None, plots: list[str]
-) -> str:
+def summary_rows(stage: Stage, records: list[StepRecord], checkpoint: Path) -> list[tuple[str, str]]:
     recipe, run_dir = stage.recipe, stage.recipe.run.run_dir
     last = records[-1]
     evaluated = [r for r in records if r.val_loss is not None]
@@ -228,7 +258,7 @@ def _html(
     clip = (
         f"τ = {recipe.optim.qk_clip_tau:g}" if recipe.optim.optimizer == "muonclip" else "AdamW, no QK-Clip"
     )
-    rows = [
+    return [
         ("model", stage.model_description),
         ("parameters", f"{counts.total:,} total, {counts.activated:,} activated per token"),
         ("optimizer", recipe.optim.optimizer),
@@ -245,8 +275,13 @@ def _html(
             str(checkpoint.relative_to(run_dir) if checkpoint.is_relative_to(run_dir) else checkpoint),
         ),
         *stage.report_rows,
-        *_session_rows(run_dir),
+        *session_rows(run_dir),
     ]
+
+
+def _html(
+    heading: str, rows: list[tuple[str, str]], sample: str | None, plots: list[str], recipe: TrainingRecipe
+) -> str:
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     sample_html = f"<h2>Sample</h2>\n<pre>{html.escape(sample)}</pre>" if sample else ""
     images = "\n".join(f'<img src="{PLOTS_DIR}/{name}" alt="{name}">' for name in plots)
@@ -255,7 +290,7 @@ def _html(
 <html><head><meta charset="utf-8"><title>OpenK2 run {html.escape(recipe.run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1500px;margin:2em auto}}img{{width:700px;margin:4px}}
 th{{text-align:left;padding-right:2em}}pre{{background:#f4f4f4;padding:1em;white-space:pre-wrap}}</style></head>
-<body><h1>OpenK2 {html.escape(stage.title)}: {html.escape(recipe.run.name)}</h1>
+<body><h1>OpenK2 {html.escape(heading)}</h1>
 <table>{table}</table>
 {sample_html}
 <h2>Curves</h2>
@@ -265,7 +300,7 @@ th{{text-align:left;padding-right:2em}}pre{{background:#f4f4f4;padding:1em;white
 """
 
 
-def _session_rows(run_dir: Path) -> list[tuple[str, str]]:
+def session_rows(run_dir: Path) -> list[tuple[str, str]]:
     sessions = read_sessions(run_dir)
     if not sessions:
         return [("machine", "not recorded (the run predates session records)")]

@@ -20,6 +20,8 @@ class AnswerSettings(EnvSettings):
     difficulty: int = Field(default=3, ge=1, le=5)  # 1: very easy (a tiny model can learn it) .. 5: hard
     verifier_workers: int = Field(default=2, ge=0)  # 0: check in this process (no timeout)
     verifier_timeout_s: float = Field(default=10.0, gt=0)
+    # how the question asks for the answer; None: the environment's own, "": none (compact prompts)
+    instruction: str | None = None
 
 
 def last_reply(messages: Sequence[Message]) -> str | None:
@@ -67,10 +69,14 @@ class AnswerEnv(Environment):
             env=self.name,
             kind=self.kind,
             split=split,
-            messages=[Message(role="user", content=f"{problem.question}\n\n{self.instruction}")],
+            messages=[Message(role="user", content=self.question_text(problem.question))],
             verification={"answer": problem.answer, **problem.verification},
             metadata={"source": problem.source, "difficulty": self.settings.difficulty, **problem.metadata},
         )
+
+    def question_text(self, question: str) -> str:
+        instruction = self.instruction if self.settings.instruction is None else self.settings.instruction
+        return f"{question}\n\n{instruction}" if instruction else question
 
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
         reply = last_reply(messages)

@@ -5,7 +5,13 @@ sorting and digit reversal. Each is scored by its own checker; `difficulty` sets
 from __future__ import annotations
 
 from openk2.gym.envs.answer_env import AnswerEnv
-from openk2.gym.envs.problems import DIGIT_REVERSAL, MORSE_DECODING, TABULAR, reasoning_gym_source
+from openk2.gym.envs.problems import (
+    DIGIT_REVERSAL,
+    MORSE_DECODING,
+    SHORT_REVERSAL,
+    TABULAR,
+    reasoning_gym_source,
+)
 
 PUZZLE24 = reasoning_gym_source(
     "puzzle24", "puzzle24", {level: {"min_value": 1, "max_value": 5 + 2 * level} for level in range(1, 6)}
@@ -61,6 +67,7 @@ class LogicEnv(AnswerEnv):
         TABULAR,
         SORTING,
         DIGIT_REVERSAL,
+        SHORT_REVERSAL,
     )
     sources = tuple(source.source for source in problem_sources)
     preload = ("openk2.gym.envs.problems", "reasoning_gym")

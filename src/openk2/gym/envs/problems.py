@@ -226,6 +226,13 @@ def _digit_reversal(rng: random.Random, difficulty: Difficulty) -> Problem:
     )
 
 
+def _short_reversal(rng: random.Random, difficulty: Difficulty) -> Problem:
+    """Sized for tiny models: a few tokens in any tokenizer, and a fixed length per difficulty (3 digits at 1,
+    7 at 5), so each answer digit sits at a fixed distance from the digit it copies."""
+    number = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(difficulty + 1))
+    return Problem("short_reversal", f"Reverse {number}", number[::-1], {"check": "exact"})
+
+
 def _morse(rng: random.Random, difficulty: Difficulty) -> Problem:
     words = [rng.choice(WORDS).upper() for _ in range(difficulty)]
     code = " / ".join(" ".join(MORSE[letter] for letter in word) for word in words)
@@ -277,6 +284,7 @@ def own_source(
 
 
 DIGIT_REVERSAL = own_source("digit_reversal", _digit_reversal, "reverse a number's digits")
+SHORT_REVERSAL = own_source("short_reversal", _short_reversal, "reverse a number's digits, compact prompt")
 MORSE_DECODING = own_source("morse", _morse, "decode Morse code")
 TABULAR = own_source("tabular", _tabular, "multi-hop lookup and aggregation over two tables")
 
