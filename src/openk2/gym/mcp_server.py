@@ -31,6 +31,7 @@ class McpServer:
         self._thread.start()
         self._ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._stop: asyncio.Event | None = None
+        self.server_info: Any = None  # the server's name and version from its initialize reply
         self._serving = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         try:
             self.tools: list[Any] = self._ready.result(timeout=start_timeout_s)
@@ -46,7 +47,7 @@ class McpServer:
                 mcp.stdio_client(self._parameters) as (read, write),
                 mcp.ClientSession(read, write) as session,
             ):
-                await session.initialize()
+                self.server_info = (await session.initialize()).server_info
                 self._session = session
                 self._ready.set_result((await session.list_tools()).tools)
                 await self._stop.wait()
@@ -64,7 +65,9 @@ class McpServer:
 
     def close(self) -> None:
         if self._thread.is_alive():
-            if self._stop is not None:
+            if not self._ready.done():  # a server that never answered: stop waiting for it
+                self._serving.cancel()
+            elif self._stop is not None:
                 self._loop.call_soon_threadsafe(self._stop.set)
             with contextlib.suppress(Exception):  # how the server exited is no concern of the caller's now
                 self._serving.result(timeout=30)

@@ -1,0 +1,112 @@
+"""`openk2 synth` end to end with scripted models (tests/synth/scripted_world.py): the pipeline, not a model.
+
+The scripted generator writes distinct tools and tasks whose user request names the expected tool
+pattern; the scripted agent follows it, the simulator sets the expected state, the judge passes every
+item. So every task must come out as a kept trajectory, the repository must hold what the tree implies,
+and a second run at another concurrency must write the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from openk2.gym.records import Task, Trajectory, read_records
+from openk2.synth import synthesise
+from openk2.synth.tools import ToolRecord
+from tests.synth.scripted_world import bag_of_words, scripted_models
+from tests.synth.synth_recipe import small_recipe
+
+OUTPUTS = ("tools.jsonl", "agents.jsonl", "tasks.jsonl", "trajectories.jsonl", "rejects.jsonl")
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("synth") / "run"
+    summary = synthesise(small_recipe(output), progress=False, models=scripted_models(), embed=bag_of_words)
+    return output, summary
+
+
+def test_repository_follows_the_domain_tree(scripted_run):
+    output, summary = scripted_run
+    tools = [
+        ToolRecord.model_validate(json.loads(line))
+        for line in (output / "tools.jsonl").read_text().splitlines()
+    ]
+    # 2 categories x 2 domains x (1 base + 2 evolved)
+    assert len(tools) == 12 and summary["tools"]["synthetic"] == 12
+    assert {tool.category for tool in tools} == {"smart_home", "financial_trading"}
+    assert len({tool.name for tool in tools}) == len(tools)
+    assert {tool.provenance["step"] for tool in tools} == {"base", "deepen", "widen"}
+    evolved = next(tool for tool in tools if tool.provenance["step"] == "deepen")
+    assert evolved.provenance["parent"] in {tool.name for tool in tools}
+    assert evolved.parameters["required"] == ["record_id"] and evolved.returns["type"] == "object"
+    assert (output / "tool_map.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tasks_carry_rubrics_and_states(scripted_run):
+    output, summary = scripted_run
+    tasks = read_records(output / "tasks.jsonl", Task)
+    assert len(tasks) == 8 and summary["tasks"]["agents"] == 4
+    agents = [json.loads(line) for line in (output / "agents.jsonl").read_text().splitlines()]
+    assert len({frozenset(agent["tools"]) for agent in agents}) == len(agents)  # distinct tool sets
+    for task in tasks:
+        names = [item.name for item in task.rubric]
+        assert (
+            names[:2] == ["tool_pattern", "well_formed"] and "success_1" in names and "checkpoint_1" in names
+        )
+        assert task.user is not None and task.user.known_info
+        assert set(task.verification["expected_tools"]) <= {tool.function.name for tool in task.tools}
+        if task.initial_state:
+            assert "final_state" in names and task.verification["expected_final_state"]
+    assert {task.metadata["level"] for task in tasks} == {1, 2}
+    assert any(task.initial_state for task in tasks)
+
+
+def test_every_task_is_played_judged_and_kept(scripted_run):
+    output, summary = scripted_run
+    kept = read_records(output / "trajectories.jsonl", Trajectory)
+    assert len(kept) == 8 and summary["trajectories"]["rejected"] == 0
+    for trajectory in kept:
+        assert trajectory.judge["verdict"] == "keep" and trajectory.reward == 1.0
+        assert trajectory.termination == "user_stop"
+        calls = trajectory.env_final["calls"]
+        assert calls and all(call["executor"] == "simulator" for call in calls)
+        authors = {meta.author for meta in trajectory.meta}
+        assert {"policy", "tool_sim", "user_sim"} <= authors
+    assert summary["trajectories"]["tool_calls"] == sum(len(t.env_final["calls"]) for t in kept)
+    assert set(summary["models"]) == {"generator", "agent", "user", "tool_simulator", "judge"}
+    assert "<img" in (output / "report.html").read_text()
+
+
+def without_latency(text: str) -> str:
+    return re.sub(r'"latency_s": [0-9.e-]+', '"latency_s": _', text)
+
+
+def test_same_seed_same_outputs_at_any_concurrency(scripted_run, tmp_path):
+    output, _ = scripted_run
+    again = tmp_path / "again"
+    synthesise(
+        small_recipe(again, concurrency=1), progress=False, models=scripted_models(), embed=bag_of_words
+    )
+    for name in OUTPUTS:  # byte for byte but the measured latencies
+        assert without_latency((again / name).read_text()) == without_latency((output / name).read_text()), (
+            name
+        )
+
+
+def test_a_rerun_replays_nothing(scripted_run):
+    output, _ = scripted_run
+    before = {name: (output / name).read_text() for name in OUTPUTS}
+    summary = synthesise(small_recipe(output), progress=False, models=scripted_models(), embed=bag_of_words)
+    assert {name: (output / name).read_text() for name in OUTPUTS} == before
+    assert summary["cache"]["misses"] == 0
+
+
+def test_a_rerun_with_other_settings_is_refused(scripted_run):
+    output, _ = scripted_run
+    with pytest.raises(ValueError, match="other inputs or settings"):
+        synthesise(small_recipe(output, seed=1), progress=False, models=scripted_models(), embed=bag_of_words)
