@@ -110,3 +110,29 @@ def test_a_rerun_with_other_settings_is_refused(scripted_run):
     output, _ = scripted_run
     with pytest.raises(ValueError, match="other inputs or settings"):
         synthesise(small_recipe(output, seed=1), progress=False, models=scripted_models(), embed=bag_of_words)
+
+
+def test_real_tools_are_executed_by_their_servers(tmp_path):
+    """Agents that hold a real tool call the real server (mcp-server-time, the gym's sandbox): their
+    results are authored `tool_exec` and recorded with the executor; synthetic tools stay simulated."""
+    recipe = small_recipe(
+        tmp_path / "run",
+        tools={"builtin_servers": ["time", "sandbox"], "evolution_rounds": 0},
+        tasks={"agents": 4, "real_tool_share": 1.0, "tasks_per_agent": 1, "levels": [2]},
+    )
+    summary = synthesise(recipe, progress=False, models=scripted_models(), embed=bag_of_words)
+    assert summary["tools"]["real_by_server"] == {"time": 2, "sandbox": 1}
+    played = read_records(tmp_path / "run" / "trajectories.jsonl", Trajectory)
+    real_calls = [call for t in played for call in t.env_final["calls"] if call["executor"] in ("mcp", "sandbox")]
+    assert real_calls, summary["trajectories"]
+    answers = [
+        message.content
+        for t in played
+        for message, meta in zip(t.messages, t.meta, strict=True)
+        if meta.author == "tool_exec"
+    ]
+    # the scripted agent passes "r1" for every string: the real servers answer as they do to bad input
+    assert any("r1" in answer and "timezone" in answer.lower() for answer in answers) or any(
+        "NameError" in answer for answer in answers
+    )
+    assert summary["trajectories"]["tool_calls_by_executor"]["simulator"] > 0

@@ -38,6 +38,11 @@ class StageProgress:
         if not self.console.is_terminal:
             self._line()
 
+    def set_total(self, total: int) -> None:
+        """A stage whose size depends on its own results (the evolution tree) learns it as it goes."""
+        self.total = total
+        self._bar.update(self._task, total=total)
+
     def advance(self, outcome: str) -> None:
         self.done += 1
         self.counts[outcome] = self.counts.get(outcome, 0) + 1

@@ -94,13 +94,13 @@ async def synthesise_tools(
                 candidate: Candidate, known: list[str]
             ) -> tuple[dict[str, Any] | None, str | None, str]:
                 async with gate:
-                    return await generate_tool(
-                        generator,
-                        candidate,
-                        category_named(candidate.category),
-                        known,
-                        sampling("tool", candidate.id),
+                    category = category_named(candidate.category)
+                    outcome = await generate_tool(
+                        generator, candidate, category, known, sampling("tool", candidate.id)
                     )
+                # valid schemas so far; names are claimed in tree order once the round is in
+                bar.advance("valid" if outcome[0] is not None else "invalid")
+                return outcome
 
             results = await asyncio.gather(*(one(c, siblings[c.domain]) for c in round_candidates))
             accepted_now = []
@@ -109,17 +109,17 @@ async def synthesise_tools(
                     reason = _claim_name(tool, candidate, taken)
                 if tool is None or reason is not None:
                     repository.rejects.append(_reject(candidate, reason or "", reply))
-                    bar.advance("rejected")
                     continue
                 synthetic.append(tool)
                 accepted_now.append((candidate, tool))
-                bar.advance("accepted")
             if round_index < section.evolution_rounds:
                 round_candidates = [
                     c.child(tool, step) for c, tool in accepted_now for step in section.evolution
                 ]
-                bar.total = bar.done + len(round_candidates) * sum(
-                    len(section.evolution) ** r for r in range(section.evolution_rounds - round_index)
+                bar.set_total(
+                    bar.done
+                    + len(round_candidates)
+                    * sum(len(section.evolution) ** r for r in range(section.evolution_rounds - round_index))
                 )
     _remove_near_duplicates(repository, synthetic, embed, section.near_duplicate_threshold)
     return repository
