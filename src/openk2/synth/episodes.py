@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -26,7 +26,7 @@ import jsonschema
 from openk2.chat import ChatFormatError, Message
 from openk2.gym.environment import Environment, Episode, Source, Turn
 from openk2.gym.envs.user_simulator import UserSimulator
-from openk2.gym.records import MessageMeta, Reward, Split, Task, Trajectory
+from openk2.gym.records import Author, MessageMeta, Reward, RewardComponent, Split, Task, Trajectory
 from openk2.gym.rollout import rollout
 from openk2.io import JsonlLog
 from openk2.llm import LLM, ChatRequest, Completion, SamplingParams
@@ -34,6 +34,7 @@ from openk2.synth.judge import check_tool_pattern, judge_trajectory, rubric_comp
 from openk2.synth.models import RoleLLM
 from openk2.synth.progress import StageProgress
 from openk2.synth.real_tools import RealTools
+from openk2.synth.recipe import Outcome
 from openk2.synth.repository import seed_of
 from openk2.synth.tool_simulator import ToolSimulator
 from openk2.synth.tools import ToolRecord
@@ -81,7 +82,7 @@ class SynthEnv(Environment):
         real: RealTools | None,
         user: RoleLLM,
         simulator: RoleLLM,
-        rates: dict[str, float],
+        rates: Mapping[Outcome, float],
         seed: int,
         reply_tokens: int,
         temperature: float,
@@ -115,7 +116,6 @@ class SynthEnv(Environment):
     async def score(self, task: Task, messages: Sequence[Message]) -> Reward:
         """What the conversation alone decides (the tool pattern); the judge adds the rest."""
         verdict = check_tool_pattern(task, list(messages))
-        from openk2.gym.records import RewardComponent
 
         component = RewardComponent(
             name=verdict.name,
@@ -155,7 +155,7 @@ class SynthEpisode(Episode):
         meta = [MessageMeta(author="user_sim", model=self.user.llm.model_name, sampled=True)]
         return Turn([reply], meta, done=stop, termination="user_stop" if stop else None)
 
-    async def _execute(self, name: str, arguments: dict[str, Any]) -> tuple[str, str, str | None]:
+    async def _execute(self, name: str, arguments: dict[str, Any]) -> tuple[str, Author, str | None]:
         """(the tool message's content, its author, its error)."""
         record = self.env.tool_records.get(name)
         if name not in self.declared or record is None:
@@ -237,7 +237,7 @@ async def play_tasks(
             real,
             roles[1],
             roles[2],
-            dict(recipe.run.outcomes),
+            recipe.run.outcomes,
             recipe.seed,
             recipe.run.reply_tokens,
             recipe.run.temperature,

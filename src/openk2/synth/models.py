@@ -134,14 +134,14 @@ class RoleLLM(LLM):
         missing = [index for index, completion in enumerate(found) if completion is None]
         if missing:
             answered = self.llm.chat_batch([requests[index] for index in missing])
-            for index, completion in zip(missing, answered, strict=True):
-                self._store(keys[index], completion)
-                found[index] = completion
+            for index, answer in zip(missing, answered, strict=True):
+                self._store(keys[index], answer)
+                found[index] = answer
         completions: list[Completion] = []
-        for index, completion in enumerate(found):
-            assert completion is not None
-            self.accounting.add(self.role, completion, from_cache=index not in missing)
-            completions.append(completion)
+        for index, reply in enumerate(found):
+            assert reply is not None
+            self.accounting.add(self.role, reply, from_cache=index not in missing)
+            completions.append(reply)
         return completions
 
 

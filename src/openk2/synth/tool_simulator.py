@@ -21,15 +21,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from openk2.chat import Message
 from openk2.llm import SamplingParams
 from openk2.synth.models import RoleLLM, structured_reply, structured_request
+from openk2.synth.recipe import Outcome
 from openk2.synth.tools import ToolRecord
 
-OUTCOMES = ("success", "partial_failure", "edge_case")
+OUTCOMES: tuple[Outcome, ...] = ("success", "partial_failure", "edge_case")
 OUTCOME_INSTRUCTIONS = {
     "success": "The call succeeds: return a plausible result consistent with the state and apply its effects.",
     "partial_failure": "The call partly fails (e.g. one of several items, a timeout after some work, a "
@@ -54,7 +56,7 @@ SCALAR_OR_RECORD = {
 }
 
 
-def draw_outcome(rates: dict[str, float], seed: int, episode: str, call_index: int) -> str:
+def draw_outcome(rates: Mapping[Outcome, float], seed: int, episode: str, call_index: int) -> Outcome:
     """An outcome at the configured rates from a uniform number hashed from the call's identity."""
     digest = hashlib.sha256(f"{seed}\x1f{episode}\x1f{call_index}".encode()).digest()
     uniform = int.from_bytes(digest[:8], "big") / 2**64
@@ -118,7 +120,7 @@ class ToolSimulator:
         self,
         llm: RoleLLM,
         initial_state: dict[str, Any] | None,
-        rates: dict[str, float],
+        rates: Mapping[Outcome, float],
         seed: int,
         episode: str,
         max_tokens: int = 320,

@@ -53,6 +53,14 @@ class ToolRecord(BaseModel):
         )
 
     @property
+    def effect(self) -> Effect | None:
+        return None if self.semantics is None else self.semantics.effect
+
+    @property
+    def entity(self) -> str:
+        return "" if self.semantics is None else self.semantics.entity
+
+    @property
     def stateful(self) -> bool:
         return self.semantics is not None and self.semantics.effect in STATEFUL_EFFECTS
 
