@@ -167,6 +167,10 @@ async def generate_tool(
     """(the tool's fields, None, reply) or (None, why it was rejected naming the field, reply)."""
     messages = generation_messages(candidate, category, siblings)
     completion = await llm.achat(structured_request(messages, TOOL_FORMAT, sampling))
+    if completion.finish_reason == "length" and sampling.max_tokens is not None:
+        # a JSON reply cut at its budget is lost work: ask once more with twice the room
+        sampling = sampling.model_copy(update={"max_tokens": 2 * sampling.max_tokens})
+        completion = await llm.achat(structured_request(messages, TOOL_FORMAT, sampling))
     reply = completion.message.text
     value, problem = structured_reply(completion)
     if value is None:

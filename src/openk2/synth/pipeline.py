@@ -27,7 +27,6 @@ from typing import Any, Literal
 from openk2.gym.records import Task, Trajectory, read_records
 from openk2.io import JsonlLog, ReplyCache, atomic_write_text
 from openk2.llm import LLM
-from openk2.rephrase.records import check_run_manifest
 from openk2.synth.models import Accounting, Role, RoleLLM, load_role_models
 from openk2.synth.real_tools import RealTools, import_real_tools
 from openk2.synth.recipe import SynthRecipe
@@ -60,6 +59,24 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return JsonlLog(path).records if path.exists() else []
 
 
+def check_manifest(output: Path, settings: dict[str, Any]) -> None:
+    """Record what the outputs depend on, or refuse to resume a run made with other settings."""
+    path = output / MANIFEST_FILE
+    if not path.exists():
+        output.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"settings": settings}, indent=2, ensure_ascii=False) + "\n")
+        return
+    recorded = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    changed = sorted(
+        key for key in recorded.keys() | settings.keys() if recorded.get(key) != settings.get(key)
+    )
+    if changed:
+        raise ValueError(
+            f"{path}: this directory holds a run with other settings ({', '.join(f'[synth].{key}' for key in changed)}); "
+            "use another --output directory or delete this one"
+        )
+
+
 class SynthRun:
     """One run directory and what its stages share: the reply cache, the accounting, models, servers."""
 
@@ -78,9 +95,7 @@ class SynthRun:
         self._embed = embed
         self._real: RealTools | None = None
         self.accounting = Accounting()
-        check_run_manifest(self.output, {"settings": recipe.stage_settings()}, partial=True)
-        self.output.mkdir(parents=True, exist_ok=True)
-        check_run_manifest(self.output, {"settings": recipe.stage_settings()})
+        check_manifest(self.output, recipe.stage_settings())
         self.cache = ReplyCache(self.output / "cache.jsonl")
 
     # --- shared resources ------------------------------------------------------------------------

@@ -305,6 +305,8 @@ def _start_sandbox() -> _Started:
 
 def _reason(error: BaseException, timeout_s: float) -> str:
     cause = error.__cause__ or error
+    while isinstance(cause, BaseExceptionGroup):  # the SDK's task groups wrap what actually went wrong
+        cause = cause.exceptions[0]
     if isinstance(cause, TimeoutError | asyncio.TimeoutError):
         return f"did not answer within {timeout_s:g} s"
     return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
