@@ -22,7 +22,7 @@ from typing import Any
 from openk2.chat import Message
 from openk2.llm import SamplingParams
 from openk2.synth.categories import Category
-from openk2.synth.models import RoleLLM, structured_reply, structured_request
+from openk2.synth.models import RoleLLM, ask_structured, structured_reply, structured_request
 from openk2.synth.tools import schema_problems
 
 NAME = r"^[a-z][a-z0-9_]{2,40}$"
@@ -166,11 +166,7 @@ async def generate_tool(
 ) -> tuple[dict[str, Any] | None, str | None, str]:
     """(the tool's fields, None, reply) or (None, why it was rejected naming the field, reply)."""
     messages = generation_messages(candidate, category, siblings)
-    completion = await llm.achat(structured_request(messages, TOOL_FORMAT, sampling))
-    if completion.finish_reason == "length" and sampling.max_tokens is not None:
-        # a JSON reply cut at its budget is lost work: ask once more with twice the room
-        sampling = sampling.model_copy(update={"max_tokens": 2 * sampling.max_tokens})
-        completion = await llm.achat(structured_request(messages, TOOL_FORMAT, sampling))
+    completion = await ask_structured(llm, messages, TOOL_FORMAT, sampling)
     reply = completion.message.text
     value, problem = structured_reply(completion)
     if value is None:

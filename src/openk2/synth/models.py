@@ -160,6 +160,17 @@ def structured_request(
     )
 
 
+async def ask_structured(
+    llm: LLM, messages: list[Message], schema: dict[str, Any], sampling: SamplingParams
+) -> Completion:
+    """A structured reply; one cut at its budget is lost work, so it is asked once more with twice the room."""
+    completion = await llm.achat(structured_request(messages, schema, sampling))
+    if completion.finish_reason == "length" and sampling.max_tokens is not None:
+        sampling = sampling.model_copy(update={"max_tokens": 2 * sampling.max_tokens})
+        completion = await llm.achat(structured_request(messages, schema, sampling))
+    return completion
+
+
 @functools.cache
 def _check_schema_once(schema: str) -> None:
     check_json_schema(json.loads(schema), "response_format.json_schema")

@@ -91,6 +91,9 @@ class TasksSection(_Section):
     real_tool_share: float = Field(default=0.5, ge=0, le=1)  # agents that get one real tool
     tasks_per_agent: int = Field(default=2, ge=1)
     levels: tuple[int, ...] = (1, 2, 3)  # simple (one call) to complex (several dependent calls)
+    # > 1 discourages the generator from repeating itself: a 135M model otherwise fills every string of a
+    # task with one repeated token until its budget runs out
+    repetition_penalty: float = Field(default=1.0, gt=0, le=2)
 
     @field_validator("tools_per_agent")
     @classmethod

@@ -26,7 +26,7 @@ from openk2.chat import Message
 from openk2.gym.records import RubricItem, Task, UserScenario
 from openk2.llm import SamplingParams
 from openk2.synth.agents import AgentPlan, sample_agents, system_prompt
-from openk2.synth.models import RoleLLM, structured_reply, structured_request
+from openk2.synth.models import RoleLLM, ask_structured, structured_reply
 from openk2.synth.progress import StageProgress
 from openk2.synth.recipe import SynthRecipe
 from openk2.synth.repository import seed_of
@@ -47,13 +47,13 @@ SCALAR = {"type": ["string", "integer", "number", "boolean"]}
 
 def task_format(entities: list[str]) -> dict[str, Any]:
     """The generator's JSON for one task; paths of the state are constrained to the agent's entities."""
-    text = {"type": "string", "minLength": 3, "maxLength": 160}
-    short = {"type": "string", "minLength": 3, "maxLength": 100}
+    text = {"type": "string", "minLength": 3, "maxLength": 120}
+    short = {"type": "string", "minLength": 3, "maxLength": 60}
     properties: dict[str, Any] = {
         "user_request": text,
         "persona": short,
-        "goal": text,
-        "known_info": text,
+        "goal": short,
+        "known_info": short,
         "success_criteria": {"type": "array", "minItems": 1, "maxItems": 2, "items": short},
         "checkpoints": {"type": "array", "minItems": 1, "maxItems": 2, "items": short},
     }
@@ -214,7 +214,10 @@ async def synthesise_tasks(
 
     def sampling(tokens: int, *parts: str) -> SamplingParams:
         return SamplingParams(
-            temperature=recipe.run.temperature, max_tokens=tokens, seed=seed_of(recipe.seed, *parts)
+            temperature=recipe.run.temperature,
+            max_tokens=tokens,
+            seed=seed_of(recipe.seed, *parts),
+            repetition_penalty=section.repetition_penalty,
         )
 
     async def agent(
@@ -246,9 +249,10 @@ async def synthesise_tasks(
                 Message(role="system", content=TASK_SYSTEM),
                 Message(role="user", content=task_prompt(plan, tools, pattern, level, entities)),
             ]
-            request = structured_request(messages, task_format(entities), sampling(480, "task", task_id))
             async with gate:
-                completion = await generator.achat(request)
+                completion = await ask_structured(
+                    generator, messages, task_format(entities), sampling(480, "task", task_id)
+                )
             value, problem = structured_reply(completion)
             if value is not None:
                 problem = _task_problem(value, entities)

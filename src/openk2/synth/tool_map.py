@@ -70,7 +70,7 @@ def render_map_png(points: list[dict[str, Any]]) -> bytes:
             label=f"real: {category} ({len(chosen)})",
         )
     axes.set_title(
-        "Tool repository: t-SNE of description embeddings (dots: synthetic by category, X: real MCP by server)"
+        "Tool repository: t-SNE of description embeddings (dots: synthetic, by category; X: real, by server)"
     )
     axes.set_xticks([])
     axes.set_yticks([])
