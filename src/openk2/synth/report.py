@@ -23,10 +23,13 @@ th { background: #f5f5f5; } td.n { text-align: right; font-variant-numeric: tabu
 .user { background: #eef5ff; } .assistant { background: #f3f3f3; } .tool { background: #fff7e6; font-family: monospace; }
 .system { background: #f0fff0; } .bad { color: #a00; } .good { color: #070; } .muted { color: #777; font-size: 0.85rem; }
 img { max-width: 100%; border: 1px solid #eee; } code { font-size: 0.85rem; }
+.card, .msg, li { overflow-wrap: anywhere; } pre { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.8rem; }
 """
 
 
 def _table(rows: list[tuple[str, Any]], header: tuple[str, str] | None = None) -> str:
+    if not rows:
+        return "<p class='muted'>none</p>"
     head = f"<tr><th>{html.escape(header[0])}</th><th>{html.escape(header[1])}</th></tr>" if header else ""
     body = "".join(
         f"<tr><td>{html.escape(str(key))}</td><td class='n'>{html.escape(_fmt(value))}</td></tr>"
@@ -46,14 +49,15 @@ def _conversation(trajectory: dict[str, Any], limit: int = 12) -> str:
         text = message.get("content") or ""
         if isinstance(text, list):
             text = " ".join(part.get("text", "") for part in text)
-        calls = "".join(
-            f"\n→ {call['function']['name']}({call['function']['arguments']})"
+        calls = [
+            f"→ {call['function']['name']}({call['function']['arguments']})"
             for call in message.get("tool_calls") or []
-        )
+        ]
+        body = "\n".join([str(text)[:600]] * bool(text) + calls)
         label = f"{role} · {meta['author']}" + (
             f" · <span class='bad'>{html.escape(meta['error'][:120])}</span>" if meta.get("error") else ""
         )
-        parts.append(f"<div class='msg {role}'><b>{label}</b>\n{html.escape(str(text)[:600] + calls)}</div>")
+        parts.append(f"<div class='msg {role}'><b>{label}</b>\n{html.escape(body)}</div>")
     return "".join(parts)
 
 
