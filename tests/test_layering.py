@@ -1,7 +1,7 @@
 """The import graph of src/openk2 keeps its layers (docs/architecture.md): a lower package never imports a
 higher one, imports inside functions included.
 
-    model, optim, tokenizer, io, recipes  →  data, chat  →  llm  →  rephrase, gym  →  synth, train
+    model, optim, tokenizer, io, recipes, progress  →  data, chat  →  llm  →  rephrase, gym  →  synth, train
     →  sft, rl, eval, serve  →  cli  (→  __main__)
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 SOURCE = Path(__file__).parents[1] / "src" / "openk2"
 LAYERS = [
-    {"model", "optim", "tokenizer", "io", "recipes"},
+    {"model", "optim", "tokenizer", "io", "recipes", "progress"},
     {"data", "chat"},
     {"llm"},
     {"rephrase", "gym"},

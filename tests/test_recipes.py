@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.recipes import RecipeSection, describe_errors, read_recipe_toml, validate_recipe
 
 
 class Part(BaseModel):
@@ -76,3 +76,38 @@ def test_an_unreadable_recipe_names_the_file(tmp_path: Path) -> None:
         read_recipe_toml(recipe)
     with pytest.raises(ValueError, match=r"absent\.toml: cannot read recipe"):
         read_recipe_toml(tmp_path / "absent.toml")
+
+
+class Nested(BaseModel):  # not a RecipeSection: a model another package owns, e.g. an LLMConfig
+    timeout_s: float = 1.0
+
+
+class Strict(RecipeSection):
+    batch_size: int = 8
+    output_dir: Path = Path("runs")
+    betas: tuple[float, float] = (0.9, 0.95)
+    resume: bool = False
+    nested: Nested = Nested()
+
+
+def test_a_recipe_section_refuses_values_of_the_wrong_type_and_unknown_keys() -> None:
+    table = {"batch_size": "16", "resume": 1, "nested": {"timeout_s": "5"}, "batch_sise": 8}
+    with pytest.raises(ValueError) as caught:
+        validate_recipe(Strict, table, "r.toml", within="train")
+    assert str(caught.value) == (
+        "r.toml: [train].batch_size: Input should be a valid integer; [train].resume: Input should be a valid "
+        "boolean; [train].nested.timeout_s: Input should be a valid number; [train].batch_sise: Extra inputs "
+        "are not permitted"
+    )
+    with pytest.raises(ValidationError, match="batch_size"):  # also when built in Python
+        Strict(batch_size="16")
+
+
+def test_toml_forms_of_paths_pairs_and_whole_numbers_are_accepted() -> None:
+    table = {"batch_size": 16, "output_dir": "runs/x", "betas": [0.9, 1], "nested": {"timeout_s": 5}}
+    section = validate_recipe(Strict, table, "r.toml", within="train")
+    assert section == Strict(
+        batch_size=16, output_dir=Path("runs/x"), betas=(0.9, 1.0), nested=Nested(timeout_s=5.0)
+    )
+    with pytest.raises(ValueError, match=r"^\[train\]\.resume: Input should be a valid boolean$"):
+        validate_recipe(Strict, {"resume": "true"}, None, within="train")

@@ -13,10 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 
-console = Console()
+from openk2.progress import log_console
+
+console = log_console(stderr=False)
+# `openk2.model.PRESETS` by name: the model package imports torch, which `--help` must not (tests/test_cli.py)
+PRESET_NAMES = ("tiny", "small", "moonlight-16b-a3b", "kimi-k2")
 
 
 def model_info(args: argparse.Namespace) -> None:
@@ -52,9 +55,10 @@ def model_info(args: argparse.Namespace) -> None:
 
 def tokenize(args: argparse.Namespace) -> None:
     """Corpus -> K2-style BPE tokenizer + train/val token shards + manifest (the recipe's [data] section)."""
-    from openk2.data import load_data_config, tokenize_corpus
+    from openk2.data import tokenize_corpus
+    from openk2.train.recipe import load_data_section
 
-    config = load_data_config(args.recipe)
+    config = load_data_section(args.recipe)
     manifest = tokenize_corpus(config)
     console.print(
         f"{config.shards_dir}: vocab {manifest.vocab_size}, train {manifest.train.num_tokens:,} tokens "
@@ -68,39 +72,50 @@ def pretrain(args: argparse.Namespace) -> None:
     from openk2.train import pretrain as run_pretraining
     from openk2.train.world import leave_world
 
-    summary = run_pretraining(args.recipe, resume=args.resume)
-    console.print(
-        f"{summary.steps} steps, {summary.tokens_seen:,} tokens: loss {summary.final_loss}, "
-        f"val {summary.final_val_loss}; {summary.checkpoint}; {summary.report}"
-    )
+    run_pretraining(args.recipe, resume=args.resume).print_once()
     leave_world()
 
 
 def generate(args: argparse.Namespace) -> None:
-    """Generate from a checkpoint (or a randomly initialised preset) given prompt token ids."""
+    """Continue a text prompt with a checkpoint; with --ids, token ids in and out (a random preset has no
+    tokenizer, so it takes ids only)."""
+    if not args.ids:
+        if args.checkpoint is None:
+            raise ValueError(
+                "--preset: a randomly initialised model has no tokenizer; pass --ids with token ids"
+            )
+        from openk2.train.sample import sample_text
+
+        text = sample_text(
+            args.checkpoint, args.prompt, args.max_new_tokens, args.seed, args.temperature, args.top_p
+        )
+        print(text)
+        return
     import torch
 
     from openk2.model import K2Config, K2ForCausalLM
 
+    try:
+        prompt = [int(token) for token in args.prompt.split(",")]
+    except ValueError:
+        raise ValueError(f"--ids: expected comma-separated integers, got {args.prompt!r}") from None
     torch.manual_seed(args.seed)
     if args.checkpoint:
         model = K2ForCausalLM.from_pretrained(args.checkpoint)
     else:
         model = K2ForCausalLM(K2Config.preset(args.preset))
-    try:
-        prompt = [int(token) for token in args.prompt_ids.split(",")]
-    except ValueError:
-        raise SystemExit(
-            f"--prompt-ids: expected comma-separated integers, got {args.prompt_ids!r}"
-        ) from None
     if not all(0 <= token < model.config.vocab_size for token in prompt):
-        raise SystemExit(f"--prompt-ids: every id must be in [0, {model.config.vocab_size})")
+        raise ValueError(f"--ids: every id must be in [0, {model.config.vocab_size})")
     generator = torch.Generator().manual_seed(args.seed)
     output = model.eval().generate(
-        torch.tensor([prompt]), args.max_new_tokens, args.temperature, args.top_p, generator=generator
+        torch.tensor([prompt]),
+        args.max_new_tokens,
+        args.temperature,
+        args.top_p,
+        eos_token_id=model.config.eos_token_id,
+        generator=generator,
     )
-    console.print(f"prompt:    {prompt}")
-    console.print(f"generated: {output[0, len(prompt) :].tolist()}")
+    print(",".join(str(token) for token in output[0, len(prompt) :].tolist()))
 
 
 def _human(value: int) -> str:
@@ -122,7 +137,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "model-info", help="parameter counts of a preset or config (no weights allocated)"
     )
     source = info.add_mutually_exclusive_group()
-    source.add_argument("--preset", default="tiny")
+    source.add_argument(
+        "--preset", default="tiny", choices=PRESET_NAMES, metavar="PRESET", help=", ".join(PRESET_NAMES)
+    )
     source.add_argument("--config", help="a directory holding a config.json")
     info.set_defaults(run=model_info)
 
@@ -151,13 +168,28 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "openk2.rephrase.cli:add_arguments",
     )
 
-    gen = verbs.add_parser("generate", help="generate token ids from a checkpoint or a random preset")
-    source = gen.add_mutually_exclusive_group()
-    source.add_argument("--preset", default="tiny")
-    source.add_argument("--checkpoint", help="a checkpoint directory (HF layout)")
-    gen.add_argument("--prompt-ids", required=True, help="comma-separated token ids")
-    gen.add_argument("--max-new-tokens", type=int, default=16)
-    gen.add_argument("--temperature", type=float, default=0.0)
+    gen = verbs.add_parser(
+        "generate",
+        help="continue a text prompt with a checkpoint (token ids with --ids, e.g. a random preset)",
+    )
+    gen.add_argument("prompt", help="the text to continue; with --ids, comma-separated token ids")
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a checkpoint directory (config.json, model.safetensors, tokenizer.json)",
+    )
+    source.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        metavar="PRESET",
+        help=f"a randomly initialised model, no tokenizer (needs --ids): {', '.join(PRESET_NAMES)}",
+    )
+    gen.add_argument(
+        "--ids", action="store_true", help="the prompt is token ids, and the continuation is printed as ids"
+    )
+    gen.add_argument("--max-new-tokens", type=int, default=32)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(run=generate)
@@ -200,5 +232,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         run(args)
     except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}")  # "[data].field" is not markup
+        # one line on stderr, never wrapped; "[data].field" is not markup
+        log_console().print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         sys.exit(2)

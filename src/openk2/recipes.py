@@ -4,16 +4,53 @@ Every stage's recipe (pre-training, rephrasing, synthesis, SFT, RL, evaluation) 
 tables are validated by pydantic before any work starts; reading it and naming a bad field are shared here.
 The module needs nothing but pydantic, so every package (the model's config.json, chat messages, task
 files) names bad fields with the same `describe_errors`.
+
+Every recipe table is a `RecipeSection`, and every recipe file is validated whole by `validate_recipe`, so a
+stage added later inherits the same rules: unknown keys are errors, and types are strict (`batch_size =
+"16"` is refused, not read as 16).
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class RecipeSection(BaseModel):
+    """A table of a recipe: a misspelt key is an error (never a silent default), values are frozen, and a
+    value of the wrong type is refused rather than converted (`"16"` is not a number, `1` not a bool)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Validated = TypeVar("Validated", bound=BaseModel)
+
+
+def validate_recipe(
+    model: type[Validated], table: Mapping[str, Any], origin: str | None, within: str | None = None
+) -> Validated:
+    """`table` (a TOML document, or one of its tables with `within` its name) validated as `model`, strictly.
+
+    It is validated as JSON: TOML has no path or pair type, so a path arrives as a string and a pair as an
+    array, which strict JSON validation accepts, while `"16"` for a number still fails. Strictness applies
+    to nested models too (e.g. an `LLMConfig` inside a section). Problems: `<origin>: [section].field: msg`
+    (the file, or what else the table came from; None: no origin).
+    """
+    try:
+        return model.model_validate_json(json.dumps(table, default=str), strict=True)
+    except ValidationError as error:
+        problems = describe_errors(error, within=within, data=table)
+        raise ValueError(problems if origin is None else f"{origin}: {problems}") from None
+
+
+def load_recipe_file(path: Path, model: type[Validated]) -> Validated:
+    """A recipe file read and validated whole as `model`: every section, not only those a command uses."""
+    return validate_recipe(model, read_recipe_toml(path), str(path))
 
 
 def read_recipe_toml(recipe: Path) -> dict:

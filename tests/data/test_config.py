@@ -7,12 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from openk2.data.config import DataConfig, ShardSettings, load_data_config
+from openk2.train.recipe import load_data_section
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_tiny_recipe_data_section_is_valid() -> None:
-    config = load_data_config(REPO / "recipes" / "tiny.toml")
+    config = load_data_section(REPO / "recipes" / "tiny.toml")
     assert config.corpus == "embedded:shakespeare"
     assert config.vocab_size == 8192
     assert config.shards_dir == Path("runs/tiny/data")

@@ -43,7 +43,7 @@ def test_a_bad_setting_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["gym", "show", "math", "--set", "difficulty=9"])
     assert exit_.value.code == 2
-    assert "math: difficulty: Input should be less than or equal to 5" in capsys.readouterr().out
+    assert "math: difficulty: Input should be less than or equal to 5" in capsys.readouterr().err
 
 
 def test_the_gym_cli_module_does_not_import_torch():

@@ -7,18 +7,11 @@ copy in about a second.
 import json
 
 import jsonschema
-import pytest
 
 from openk2.llm import SamplingParams, chat_request
-from openk2.llm.teacher import TEACHER_NAME, load_teacher, teacher_cache_dir, teacher_gguf_path
-from openk2.llm.transformers_engine import TransformersLLM
+from openk2.llm.teacher import TEACHER_NAME, teacher_cache_dir, teacher_gguf_path
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
-
-
-@pytest.fixture(scope="module")
-def teacher() -> TransformersLLM:
-    return load_teacher()
 
 
 def test_teacher_is_found_in_the_package_and_cached_as_safetensors(teacher):

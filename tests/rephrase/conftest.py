@@ -1,30 +1,9 @@
-"""The embedded teacher (SmolLM2-135M-Instruct) shared by the rephrasing pipeline tests."""
+"""The sample documents of the rephrasing tests (the teacher they talk to is tests/conftest.py's, shared)."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from openk2.llm.teacher import load_teacher
-from openk2.llm.transformers_engine import TransformersLLM
-
 SAMPLES = Path(__file__).parents[2] / "samples" / "knowledge.jsonl"
-
-
-@pytest.fixture(scope="package")
-def teacher() -> Iterator[TransformersLLM]:
-    llm = load_teacher()
-    yield llm
-    llm.close()
-
-
-@pytest.fixture(scope="package")
-def batching_teacher() -> Iterator[TransformersLLM]:
-    """The teacher generating at most 4 requests at once (the engine batches concurrent callers itself)."""
-    llm = load_teacher(max_batch_size=4)
-    yield llm
-    llm.close()
 
 
 def write_documents(path: Path, ids: list[str]) -> Path:

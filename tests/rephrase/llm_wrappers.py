@@ -1,10 +1,13 @@
-"""Wrappers around the real teacher for the pipeline tests: one records every call, one corrupts replies."""
+"""Stand-in models for the pipeline tests: wrappers around the real teacher (one records every call, one
+corrupts replies), a model that refuses every request, and scripted ones for tests about the pipeline alone
+(scheduling, interruption), not about a model."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from openk2.chat import Message
 from openk2.llm import LLM, ChatRequest, Completion
+from tests.gym.scripted import ScriptedLLM
 
 
 @dataclass
@@ -39,6 +42,22 @@ class RecordingLLM(LLM):
         self.calls.append(Call(request.messages, text))
         message = completion.message.model_copy(update={"content": text})
         return completion.model_copy(update={"message": message})
+
+
+def passage(messages: Sequence[Message]) -> str:
+    """The chunk a rewrite request asks about: the user turn after the template's first line."""
+    return messages[-1].text.split("\n\n", 1)[1]
+
+
+def echo_rewriter() -> ScriptedLLM:
+    """Returns each chunk unchanged: a rewrite that passes every fidelity check (the copy check aside)."""
+    return ScriptedLLM(lambda request: passage(request.messages), "echo")
+
+
+def approving_judge() -> ScriptedLLM:
+    return ScriptedLLM(
+        lambda request: "Score: 5\nReason: the same facts in the same order.", "approving-judge"
+    )
 
 
 class RefusingLLM(LLM):

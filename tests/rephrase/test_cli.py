@@ -36,20 +36,20 @@ def all_records(tmp_path) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path, batching_teacher):
+def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path, teacher):
     """`--mode math-notes` through the CLI, the teacher served over HTTP as `openk2 serve` would, writes a
     math-notes record; the same settings in process behind a recorder show the rewrite request carries the
     math-notes prompt in the record's style, and the teacher's reply is the rewrite the record keeps."""
     source = "If a = 3 and b = 4, then a^2 + b^2 = 25."
     (tmp_path / "cli").mkdir()
-    with BackgroundServer(create_app(batching_teacher)) as server:
+    with BackgroundServer(create_app(teacher)) as server:
         endpoint = f'\n[rephrase.rewriter]\nbackend = "endpoint"\nbase_url = "{server.base_url}"\n'
         manifest = run_cli(tmp_path / "cli", ["--mode", "math-notes"], source, recipe_tail=endpoint)
     assert manifest["settings"]["mode"] == "math-notes"
     [served] = all_records(tmp_path / "cli")
     assert served["id"] == "doc#math-notes-0" and served["mode"] == "math-notes"
 
-    rewriter = RecordingLLM(batching_teacher)
+    rewriter = RecordingLLM(teacher)
     (tmp_path / "recipe.toml").write_text(GREEDY_RECIPE)
     config = load_rephrase_config(tmp_path / "recipe.toml", {"mode": "math-notes"})
     rephrase_corpus(
@@ -86,7 +86,7 @@ def test_to_with_another_mode_is_an_error_naming_the_flag(tmp_path, capsys):
         documents, output = str(tmp_path / "docs.jsonl"), str(tmp_path / "out")
         main(["rephrase", "--input", documents, "--output", output, "--mode", "knowledge", "--to", "French"])
     assert exited.value.code == 2
-    assert "--to" in capsys.readouterr().out
+    assert "--to" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -112,5 +112,5 @@ def test_more_variants_than_styles_is_refused_before_any_model_loads_naming_the_
             ["rephrase", "--input", documents, "--output", output, "--mode", "math-notes", "--variants", "4"]
         )
     assert exited.value.code == 2
-    printed = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    [printed] = capsys.readouterr().err.splitlines()  # one line on stderr, not wrapped
     assert "[rephrase].variants: 4 variants need as many styles, but the math-notes prompts have 3" in printed

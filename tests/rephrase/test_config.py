@@ -9,9 +9,6 @@ from openk2.rephrase.config import RephraseConfig, load_rephrase_config
 from openk2.rephrase.prompts import BUILTIN_LIBRARY
 
 RECIPE = """\
-[data]
-corpus = "embedded:shakespeare"
-
 [rephrase]
 mode = "math-notes"
 variants = 2

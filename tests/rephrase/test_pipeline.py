@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from openk2.chat import Message
 from openk2.data.config import DataConfig
 from openk2.data.tokenize_corpus import tokenize_corpus
 from openk2.llm import LLM, ChatRequest, LLMConfig
@@ -26,7 +25,7 @@ from openk2.rephrase.token_counter import TokenCounter
 from openk2.serve.app import create_app
 from openk2.serve.background import BackgroundServer
 from tests.rephrase.conftest import write_documents
-from tests.rephrase.llm_wrappers import RecordingLLM, RefusingLLM
+from tests.rephrase.llm_wrappers import RecordingLLM, RefusingLLM, passage
 
 # Lenient checks: the 135M teacher rarely keeps every name of a paragraph, nor stops in time.
 LENIENT = RephraseConfig(
@@ -47,24 +46,19 @@ class LenientRun:
 
 
 @pytest.fixture(scope="module")
-def lenient_run(tmp_path_factory: pytest.TempPathFactory, batching_teacher: LLM) -> LenientRun:
+def lenient_run(tmp_path_factory: pytest.TempPathFactory, teacher: LLM) -> LenientRun:
     """Two paragraphs rewritten in process, one at a time, with the rewrite calls recorded."""
     directory = tmp_path_factory.mktemp("lenient")
     documents = write_documents(directory / "docs.jsonl", ["penicillin", "great-barrier-reef"])
-    rewriter = RecordingLLM(batching_teacher)
+    rewriter = RecordingLLM(teacher)
     summary = rephrase_corpus(
-        LENIENT, documents, directory / "out", progress=False, rewriter=rewriter, judge=batching_teacher
+        LENIENT, documents, directory / "out", progress=False, rewriter=rewriter, judge=teacher
     )
     return LenientRun(documents, directory / "out", summary, rewriter)
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def passage(messages: tuple[Message, ...]) -> str:
-    """The chunk a rewrite request asks about: the user turn after the template's first line."""
-    return messages[-1].text.split("\n\n", 1)[1]
 
 
 def test_documents_are_chunked_rewritten_in_order_with_context_and_stitched(lenient_run):
@@ -105,9 +99,7 @@ def test_documents_are_chunked_rewritten_in_order_with_context_and_stitched(leni
         assert record["source_text"] == sources[record["source_id"]]
 
 
-def test_a_corrupted_rewrite_is_rejected_naming_the_changed_number_and_the_dropped_name(
-    tmp_path, batching_teacher
-):
+def test_a_corrupted_rewrite_is_rejected_naming_the_changed_number_and_the_dropped_name(tmp_path, teacher):
     text = (
         "Alexander Fleming discovered penicillin in London in 1928. "
         "He shared the Nobel Prize with Howard Florey and Ernst Chain in 1945."
@@ -123,8 +115,8 @@ def test_a_corrupted_rewrite_is_rejected_naming_the_changed_number_and_the_dropp
         tmp_path / "docs.jsonl",
         tmp_path / "out",
         progress=False,
-        rewriter=RecordingLLM(batching_teacher, corrupt),
-        judge=batching_teacher,
+        rewriter=RecordingLLM(teacher, corrupt),
+        judge=teacher,
     )
 
     assert (summary.accepted, summary.rejected) == (0, 1)
@@ -165,26 +157,30 @@ def test_the_rephrased_corpus_feeds_tokenize_next_to_the_raw_text(tmp_path, leni
     assert manifest.train.num_documents + manifest.val.num_documents == 2 + len(rephrased)
 
 
-def test_the_http_back_end_gives_the_same_rephrasings_as_the_in_process_teacher(
-    tmp_path, lenient_run, batching_teacher
+def test_the_http_back_end_gives_the_same_rephrasing_as_the_in_process_teacher(
+    tmp_path, lenient_run, teacher
 ):
-    with BackgroundServer(create_app(batching_teacher)) as server:  # `openk2 serve` on loopback
+    documents = write_documents(
+        tmp_path / "docs.jsonl", ["penicillin"]
+    )  # the accepted one: every step over HTTP
+    with BackgroundServer(create_app(teacher)) as server:  # `openk2 serve` on loopback
         endpoint = LLMConfig(backend="endpoint", base_url=server.base_url)
         config = LENIENT.model_copy(update={"rewriter": endpoint})
-        summary = rephrase_corpus(config, lenient_run.documents, tmp_path / "http", progress=False)
+        summary = rephrase_corpus(config, documents, tmp_path / "http", progress=False)
 
-    assert summary.cache_misses == lenient_run.summary.cache_misses  # every call went over HTTP
-    for name in ("rephrased.jsonl", "rejects.jsonl"):
-        assert (tmp_path / "http" / name).read_text() == (lenient_run.output / name).read_text()
+    assert summary.cache_hits == 0 and summary.cache_misses > 0  # every call went over HTTP
+    [served] = read_jsonl(tmp_path / "http" / "rephrased.jsonl")
+    in_process = read_jsonl(lenient_run.output / "rephrased.jsonl")
+    assert served == next(record for record in in_process if record["source_id"] == "penicillin")
 
 
-def test_a_document_the_model_can_never_serve_is_rejected_and_the_run_goes_on(tmp_path, batching_teacher):
+def test_a_document_the_model_can_never_serve_is_rejected_and_the_run_goes_on(tmp_path, teacher):
     blob = base64.b64encode(bytes(range(256)) * 40).decode()  # one 13,656-character "word"
     records = [{"id": "blob", "text": blob}, {"id": "empty", "text": "   "}]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
 
     summary = rephrase_corpus(
-        LENIENT, tmp_path / "docs.jsonl", tmp_path / "out", progress=False, rewriter=batching_teacher
+        LENIENT, tmp_path / "docs.jsonl", tmp_path / "out", progress=False, rewriter=teacher
     )
 
     assert (summary.accepted, summary.rejected) == (0, 2)

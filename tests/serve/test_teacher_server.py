@@ -6,19 +6,16 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from openk2.llm.teacher import TEACHER_NAME, load_teacher
+from openk2.llm.teacher import TEACHER_NAME
+from openk2.llm.transformers_engine import TransformersLLM
 from openk2.serve.app import create_app
 from openk2.serve.background import BackgroundServer
 
 
 @pytest.fixture(scope="module")
-def teacher_url() -> Iterator[str]:
-    llm = load_teacher()
-    try:
-        with BackgroundServer(create_app(llm)) as server:
-            yield server.base_url
-    finally:
-        llm.close()
+def teacher_url(teacher: TransformersLLM) -> Iterator[str]:
+    with BackgroundServer(create_app(teacher)) as server:  # the session's teacher, served
+        yield server.base_url
 
 
 def test_teacher_answers_over_http_plain_and_streaming(teacher_url):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from openk2.data import DataConfig, tokenize_corpus
+from openk2.recipes import validate_recipe
 from openk2.train import pretrain
 from tests.sft.sft_recipe import PRETRAIN_STEPS, SFT_MODEL
 from tests.train.small_run import data_section, recipe_sections, write_corpus, write_recipe
@@ -17,7 +18,7 @@ def pretrained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small K2 of the pre-training tests with room for 512 positions, pre-trained briefly on Shakespeare."""
     root = tmp_path_factory.mktemp("pretrained")
     data = data_section(write_corpus(root), root / "data")
-    tokenize_corpus(DataConfig.model_validate(data), progress=False)
+    tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
     sections = recipe_sections(
         root,
         data,

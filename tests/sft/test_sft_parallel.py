@@ -42,6 +42,9 @@ def test_two_data_parallel_ranks_reproduce_one_process_with_twice_the_rows(
     ):
         completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert completed.returncode == 0, completed.stderr[-4000:]
+        # one closing line for the run (rank 0's), with the run's numbers: none is missing
+        [summary] = completed.stdout.splitlines()
+        assert summary.startswith("6 steps, ") and "None" not in summary, completed.stdout
 
     two, one = (read_metrics(tmp_path / name / "metrics.jsonl") for name in ("two_ranks", "one_process"))
     assert [r.step for r in two] == [r.step for r in one] == list(range(1, 7))

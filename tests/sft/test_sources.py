@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from openk2.chat.critic_format import CRITIC_SYSTEM_PROMPT, parse_verdict
+from openk2.recipes import validate_recipe
 from openk2.sft.recipe import SourceSection
 from openk2.sft.sources import read_source
 from tests.sft.sft_data import reversal_tasks, tool_trajectories, write_jsonl
@@ -133,7 +134,7 @@ def test_tasks_become_prompt_then_reference_answer_and_keep_their_split(tmp_path
 def test_bad_source_settings_are_named(tmp_path: Path, fields: dict, problem: str) -> None:
     path = write_jsonl(tmp_path / "data.jsonl", [GOOD])
     with pytest.raises(ValueError, match=problem):
-        SourceSection.model_validate({"path": str(path), **fields})
+        validate_recipe(SourceSection, {"path": str(path), **fields}, "recipe")
 
 
 @pytest.mark.parametrize(("kind", "name"), [("chat", "chat.jsonl"), ("preference", "preference.jsonl")])

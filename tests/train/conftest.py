@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from openk2.data import DataConfig, tokenize_corpus
+from openk2.recipes import validate_recipe
 from tests.train.small_run import data_section, write_corpus
 
 
@@ -15,5 +16,5 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The [data] section of a tokenized small corpus."""
     corpus = write_corpus(tmp_path_factory.mktemp("corpus"))
     data = data_section(corpus, tmp_path_factory.mktemp("shards") / "data")
-    tokenize_corpus(DataConfig.model_validate(data), progress=False)
+    tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
     return data

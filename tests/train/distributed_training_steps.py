@@ -1,4 +1,5 @@
-"""Run by test_parallel.py: `torchrun --nproc-per-node N distributed_training_steps.py EP RESULT_JSON` (gloo).
+"""Run by test_parallel.py: `torchrun --nproc-per-node N distributed_training_steps.py EP[,EP...] RESULT_JSON`
+(gloo); one run per expert-parallel degree, in one launch, results keyed by the degree.
 
 Every rank builds the tiny K2 model with the same seed and keeps an unparallelized copy of it. For a few
 steps the model parallelized with [parallel] dp=N, ep=EP trains on this rank's 1/N of each global batch
@@ -123,7 +124,7 @@ def run(expert_parallel: int) -> dict:
 def main() -> None:
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
-    results = run(int(sys.argv[1]))
+    results = {degree: run(int(degree)) for degree in sys.argv[1].split(",")}
     if dist.get_rank() == 0:
         with open(sys.argv[2], "w") as f:
             json.dump(results, f)

@@ -51,24 +51,28 @@ def torchrun(script: str, *args: str, result: Path, processes: int = 2) -> dict[
 
 
 @pytest.fixture(scope="module")
-def data_parallel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """3 MuonClip steps of the tiny model with [parallel] dp=2 (FSDP2 only)."""
-    result = tmp_path_factory.mktemp("dp") / "result.json"
-    return torchrun("distributed_training_steps.py", "1", result=result)
+def two_processes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """[parallel] dp=2 (FSDP2 only), then dp=2, ep=2 (8 of 16 experts per rank + FSDP2): 3 MuonClip steps of
+    the tiny model each, in one torchrun launch of 2 processes (a launch costs more than the steps)."""
+    result = tmp_path_factory.mktemp("dp_and_ep") / "result.json"
+    return torchrun("distributed_training_steps.py", "1,2", result=result)
 
 
 @pytest.fixture(scope="module")
-def expert_parallel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """3 MuonClip steps of the tiny model with [parallel] dp=2, ep=2 (8 of 16 experts per rank + FSDP2)."""
-    result = tmp_path_factory.mktemp("ep") / "result.json"
-    return torchrun("distributed_training_steps.py", "2", result=result)
+def data_parallel(two_processes: dict[str, Any]) -> dict[str, Any]:
+    return two_processes["1"]
+
+
+@pytest.fixture(scope="module")
+def expert_parallel(two_processes: dict[str, Any]) -> dict[str, Any]:
+    return two_processes["2"]
 
 
 @pytest.fixture(scope="module")
 def expert_and_data_parallel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """4 processes, [parallel] dp=4, ep=2: a 2 × 2 mesh; FSDP2 also shards each expert shard over 2 ranks."""
     result = tmp_path_factory.mktemp("ep_dp") / "result.json"
-    return torchrun("distributed_training_steps.py", "2", result=result, processes=4)
+    return torchrun("distributed_training_steps.py", "2", result=result, processes=4)["2"]
 
 
 @pytest.fixture(scope="module")

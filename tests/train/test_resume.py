@@ -16,11 +16,12 @@ import pytest
 import torch
 
 from openk2.train import find_checkpoints, pretrain
+from openk2.train.environment import read_sessions
 from openk2.train.metrics import StepRecord, read_metrics
 from tests.train.small_run import recipe_sections, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 40  # long enough that the run is still going when the step-8 checkpoint appears
+STEPS = 24  # long enough that the run is still going when the step-8 checkpoint appears
 KILL_AFTER = "step_000008"
 
 
@@ -129,7 +130,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_leftover_temp_dirs(
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000004", "step_000008", "step_000012"]
 
 
-def test_resuming_a_finished_run_trains_nothing_and_rewrites_the_report(
+def test_resuming_a_finished_run_trains_nothing_rewrites_the_report_and_prints_the_runs_numbers(
     small_data: dict[str, Any], tmp_path: Path
 ) -> None:
     recipe = write_recipe(
@@ -138,10 +139,23 @@ def test_resuming_a_finished_run_trains_nothing_and_rewrites_the_report(
     )
     first = pretrain(recipe, progress=False)
     first.report.unlink()
-    again = pretrain(recipe, resume=True, progress=False)
-    assert (again.steps, again.final_loss, again.checkpoint) == (4, None, first.checkpoint)
-    assert again.report.is_file()
-    assert read_metrics(first.run_dir / "metrics.jsonl") == read_metrics(again.run_dir / "metrics.jsonl")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
+    again = subprocess.run(  # a second `make run`
+        [sys.executable, "-m", "openk2", "pretrain", "--recipe", str(recipe), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    # the finished run's own numbers, from its metrics: nothing was trained in this session
+    assert again.stdout == (
+        f"4 steps, {first.tokens_seen:,} tokens: loss {first.final_loss:.4f}, val {first.final_val_loss:.4f}; "
+        f"checkpoint {first.checkpoint}; report {first.report}\n"
+    )
+    assert first.report.is_file()
+    assert read_metrics(first.run_dir / "metrics.jsonl")[-1].loss == first.final_loss
+    assert len(read_sessions(first.run_dir)) == 1  # a session that trains nothing is not one
 
 
 @pytest.mark.parametrize("truncated", [True, False])

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.recipes import RecipeSection, read_recipe_toml, validate_recipe
 from openk2.tokenizer.special_tokens import NUM_RESERVED_TOKENS
 
 
-class ShardSettings(BaseModel):
+class ShardSettings(RecipeSection):
     """Everything that determines the bytes of the tokenizer and the shards (recorded in the manifest)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     corpus: str | list[str] = Field(
         default="embedded:shakespeare",
@@ -58,14 +56,16 @@ class DataConfig(ShardSettings):
         return ShardSettings(**self.model_dump(include=set(ShardSettings.model_fields)))
 
 
+class DataRecipe(RecipeSection):
+    """A recipe that only tokenizes: a [data] section and nothing else."""
+
+    data: DataConfig
+
+
 def load_data_config(recipe: Path) -> DataConfig:
-    """Read the `[data]` table of a TOML recipe; errors name the file and the field."""
+    """The `[data]` table of a tokenize-only recipe (a pre-training recipe is read by `openk2.train`, whole);
+    errors name the file and the field."""
     document = read_recipe_toml(recipe)
     if "data" not in document:
         raise ValueError(f"{recipe}: no [data] section")
-    try:
-        return DataConfig.model_validate(document["data"])
-    except ValidationError as error:
-        raise ValueError(
-            f"{recipe}: {describe_errors(error, within='data', data=document['data'])}"
-        ) from error
+    return validate_recipe(DataRecipe, document, str(recipe)).data

@@ -39,6 +39,7 @@ from openk2.data.shards import (
     write_split,
 )
 from openk2.io import publish_directory
+from openk2.progress import log_console
 from openk2.tokenizer.bpe import plain_text_tokenizer, train_k2_tokenizer
 from openk2.tokenizer.special_tokens import BOS, EOS, special_token_id
 
@@ -53,7 +54,7 @@ def tokenize_corpus(config: DataConfig, progress: bool = True) -> Manifest:
         raise ValueError(
             f"data.shards_dir: {shards_dir} is not empty and has no {MANIFEST_NAME}; refusing to replace it"
         )
-    console = Console(stderr=True, quiet=not progress)
+    console = log_console(quiet=not progress)
     sources = [(file, file_sha256(file.path)) for file in files]
     settings = config.shard_settings()
     if (manifest := _up_to_date_manifest(shards_dir, settings, sources, console)) is not None:

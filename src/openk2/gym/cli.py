@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +124,7 @@ def _shortened(text: str, limit: int = 600) -> str:
 def filter_tasks(args: argparse.Namespace) -> None:
     from openk2.gym.difficulty import FilterSettings, filter_by_difficulty
     from openk2.llm import LLMConfig, SamplingParams, load_concurrent_llm
+    from openk2.progress import ProgressReport, log_console
 
     if args.checkpoint:
         config = LLMConfig(backend="checkpoint", checkpoint=args.checkpoint)
@@ -153,14 +152,17 @@ def filter_tasks(args: argparse.Namespace) -> None:
             read_records(args.tasks, Task) if args.tasks else env.tasks(args.split, args.n, args.seed)
         )
         sampling = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens)
-        started = time.monotonic()
+        report = ProgressReport("measuring", len(tasks), "tasks", log_console())
 
         def progress(done: int, total: int) -> None:
-            print(f"{done}/{total} tasks measured ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+            report.update(done)
 
         async def measure() -> Any:
             try:
-                return await filter_by_difficulty(env, tasks, llm, sampling, args.output, settings, progress)
+                with report:
+                    return await filter_by_difficulty(
+                        env, tasks, llm, sampling, args.output, settings, progress
+                    )
             finally:
                 await env.aclose()
 

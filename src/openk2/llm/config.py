@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from openk2.llm.protocol import LLM
+from openk2.llm.protocol import LLM, ModelUnavailable
 
 
 class LLMConfig(BaseModel):
@@ -53,7 +53,10 @@ def load_llm(config: LLMConfig, max_batch_size: int = 32) -> LLM:
         model = config.model
         if model is None:
             listing = openai.OpenAI(base_url=config.base_url, api_key=api_key, timeout=config.timeout_s)
-            served = [entry.id for entry in listing.models.list()]
+            try:
+                served = [entry.id for entry in listing.models.list()]
+            except openai.APIError as error:  # not listening, refused, timed out, or not an OpenAI API
+                raise ModelUnavailable(f"{config.base_url}: {error}") from error
             if not served:
                 raise ValueError(f"model: {config.base_url} serves no models")
             model = served[0]

@@ -99,6 +99,8 @@ class K2Engine(InProcessEngine):
         """A checkpoint directory written by `openk2 pretrain`: HF model files + `tokenizer.json`;
         `options` are `EngineOptions` fields."""
         directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: no such checkpoint directory")
         tokenizer_path = directory / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise FileNotFoundError(f"{tokenizer_path}: a checkpoint for chat must hold its tokenizer")

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from openk2.io import atomic_path, atomic_write_text
@@ -80,7 +80,10 @@ def read_checkpoint_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
     directory = Path(directory)
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():
-        weight_map = json.loads(index_path.read_text())["weight_map"]
+        try:
+            weight_map = json.loads(index_path.read_text())["weight_map"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{index_path}: not a safetensors index ({error!r})") from None
         files = sorted(set(weight_map.values()))
     elif (directory / "model.safetensors").is_file():
         files = ["model.safetensors"]
@@ -91,9 +94,12 @@ def read_checkpoint_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
         path = directory / filename
         if not path.is_file():
             raise FileNotFoundError(f"{path}: listed in {index_path.name} but missing")
-        with safe_open(str(path), framework="pt") as shard:
-            for name in shard.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                tensors[name] = shard.get_tensor(name)
+        try:
+            with safe_open(str(path), framework="pt") as shard:
+                for name in shard.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    tensors[name] = shard.get_tensor(name)
+        except SafetensorError as error:  # e.g. a copy cut short
+            raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
     for name in [n for n in tensors if n.endswith("_scale_inv")]:
         weight_name = name.removesuffix("_scale_inv")
         if weight_name not in tensors:

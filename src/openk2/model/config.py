@@ -158,10 +158,16 @@ class K2Config(BaseModel):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> K2Config:
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"{directory}: no such checkpoint directory")
         path = Path(directory) / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no config.json in the checkpoint directory")
-        return cls.from_hf_dict(json.loads(path.read_text()), source=str(path))
+        try:
+            fields = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_hf_dict(fields, source=str(path))
 
     def to_hf_dict(self) -> dict[str, Any]:
         """A config.json that current transformers reads as `DeepseekV3Config` (model_type deepseek_v3)."""

@@ -5,13 +5,16 @@ is imported when the verb runs, so `openk2 rephrase --help` stays fast.
 """
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 
+from openk2.progress import log_console
 from openk2.rephrase.prompts import MODES
+
+INTERRUPTED = 130  # the shell's exit status for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,12 +47,20 @@ def run(args: argparse.Namespace) -> None:
         "chunk_tokens": args.chunk_tokens,
     }
     config = load_rephrase_config(args.recipe, overrides)
-    console = Console()
+    console = log_console(stderr=False)
     try:
         summary = rephrase_corpus(config, args.input, args.output)
     except RephraseStopped as stopped:
-        console.print(f"[red]error:[/red] {escape(str(stopped))}")
+        log_console().print(f"[red]error:[/red] {escape(str(stopped))}", soft_wrap=True)
         sys.exit(1)
+    except KeyboardInterrupt as interrupt:  # also while the model loads, before any document started
+        log_console().print(
+            f"{interrupt or 'interrupted before any document finished'}; resume with: "
+            f"{shlex.join(['openk2', *sys.argv[1:]])}",
+            highlight=False,
+            markup=False,
+        )
+        sys.exit(INTERRUPTED)
     print_summary(summary, console)
     console.print(
         f"{args.output}: rephrased.jsonl (the corpus for `openk2 tokenize`), rejects.jsonl, summary.json"

@@ -3,16 +3,14 @@
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from openk2.llm import LLMConfig
-from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.recipes import RecipeSection, read_recipe_toml, validate_recipe
 from openk2.rephrase.prompts import BUILTIN_LIBRARY, Mode
 
 
-class RephraseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RephraseConfig(RecipeSection):
     mode: Mode = Field(default="knowledge", description="knowledge | math-notes | translate")
     language: str = Field(default="English", min_length=1, description="the target language of translate")
     variants: int = Field(default=1, ge=1, description="rephrasings per document, each in its own style")
@@ -30,7 +28,17 @@ class RephraseConfig(BaseModel):
         default=2, ge=1, description="tries per chunk before the document is rejected (1 at temperature 0)"
     )
     judge_threshold: int = Field(default=3, ge=1, le=5, description="chunks the judge scores below fail")
-    concurrency: int = Field(default=4, ge=1, description="documents rewritten at the same time")
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="model requests in flight at once; documents take turns, so a long one starves none",
+    )
+    max_document_tokens: int = Field(
+        default=32_768,
+        ge=1,
+        description="a longer document is rejected with a warning (128 chunks of 256 tokens: split books "
+        "into chapters, or raise it knowingly)",
+    )
     checks: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the mode's fidelity settings (numbers, names, ...)"
     )
@@ -43,21 +51,23 @@ class RephraseConfig(BaseModel):
         return self.model_dump(mode="json", exclude={"concurrency", "rewriter", "judge", "prompt_library"})
 
 
+class RephraseRecipe(RecipeSection):
+    """A rephrasing recipe: the [rephrase] section and nothing else."""
+
+    rephrase: RephraseConfig
+
+
 def load_rephrase_config(recipe: Path | None, overrides: dict[str, Any]) -> RephraseConfig:
     """The recipe's `[rephrase]` table (or the defaults without a recipe) with command-line `overrides` on top."""
     table: dict[str, Any] = {}
+    origin = "defaults"
     if recipe is not None:
         document = read_recipe_toml(recipe)
         if "rephrase" not in document:
             raise ValueError(f"{recipe}: no [rephrase] section")
-        table = document["rephrase"]
-        _validated(table, str(recipe))
+        validate_recipe(RephraseRecipe, document, str(recipe))  # the whole file, before any flag
+        table, origin = document["rephrase"], str(recipe)
     flags = {key: value for key, value in overrides.items() if value is not None}
-    return _validated({**table, **flags}, "command line") if flags else _validated(table, str(recipe))
-
-
-def _validated(table: dict[str, Any], origin: str) -> RephraseConfig:
-    try:
-        return RephraseConfig.model_validate(table)
-    except ValidationError as error:
-        raise ValueError(f"{origin}: {describe_errors(error, within='rephrase', data=table)}") from error
+    if flags:
+        origin = "command line"
+    return validate_recipe(RephraseConfig, {**table, **flags}, origin, within="rephrase")

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from openk2.recipes import RecipeSection
 
 CHECK_NAMES = ("numbers", "dates", "names", "length", "leak", "copy")
 LEAK_NGRAM_WORDS = 6  # six words in a row shared with the prompt are a copy, not a coincidence of phrasing
@@ -69,10 +71,8 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _SENTENCE_BREAK = re.compile(r"[.!?][\"'”’)\]]*\s|\n")
 
 
-class FidelitySettings(BaseModel):
-    """Which checks a mode runs and their bounds (a prompt file's `[checks]` table)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FidelitySettings(RecipeSection):
+    """Which checks a mode runs and their bounds (a prompt file's `[checks]` table, `[rephrase.checks]`)."""
 
     numbers: bool = Field(default=True, description="every number in the source appears in the rewrite")
     number_separators: Literal["english", "any"] = Field(

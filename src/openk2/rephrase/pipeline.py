@@ -17,15 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from openk2.chat import ChatFormatError
 from openk2.data.corpus import CorpusFile, Document, file_sha256, read_documents
 from openk2.io import JsonlLog, ReplyCache, atomic_write_text
 from openk2.llm import LLM, ModelUnavailable, SamplingParams, chat_request, load_concurrent_llm
-from openk2.recipes import describe_errors
+from openk2.progress import ProgressReport, log_console
+from openk2.recipes import validate_recipe
 from openk2.rephrase.chunking import Chunk, chunk_document, stitch
 from openk2.rephrase.config import RephraseConfig
 from openk2.rephrase.fidelity import FidelitySettings, check_fidelity
@@ -52,10 +49,18 @@ from openk2.rephrase.token_counter import TokenCounter
 # (the margin covers a counting tokenizer other than the model's own).
 REPLY_BUDGET_MARGIN = 1.25
 REPLY_BUDGET_SLACK_TOKENS = 16
+# Documents started per request slot: while one document waits for its reply, others queue their next
+# request, and the slots go round them in turn, so a 2,000-chunk document delays short ones by a turn
+# each, not by its whole length.
+DOCUMENTS_PER_REQUEST_SLOT = 4
 
 
 class RephraseStopped(RuntimeError):
     """The model became unavailable (e.g. the endpoint went away); what was finished is kept for a resume."""
+
+
+class RephraseInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the running requests were cancelled; the finished documents are kept for a resume."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class WorkItem:
 class Outcome:
     accepted: bool
     record: dict[str, Any]
+    warning: str | None = None  # printed as the document finishes
 
 
 @dataclass(frozen=True)
@@ -88,10 +94,8 @@ class RunPrompts:
     @classmethod
     def load(cls, config: RephraseConfig) -> "RunPrompts":
         rewrite = load_mode_prompts(config.prompt_library, config.mode)
-        try:
-            checks = FidelitySettings.model_validate({**rewrite.checks.model_dump(), **config.checks})
-        except ValidationError as error:
-            raise ValueError(describe_errors(error, within="rephrase.checks")) from error
+        settings = {**rewrite.checks.model_dump(), **config.checks}
+        checks = validate_recipe(FidelitySettings, settings, None, within="rephrase.checks")
         if config.variants > len(rewrite.styles):
             raise ValueError(
                 f"[rephrase].variants: {config.variants} variants need as many styles, but the "
@@ -122,6 +126,8 @@ class Rephraser:
         self.cache = cache
         # at temperature 0 another attempt would return the same reply
         self.attempts = config.max_attempts if config.temperature > 0 else 1
+        # every model request waits here, first come first served: documents take turns
+        self.request_slots = asyncio.Semaphore(config.concurrency)
 
     def style(self, source_id: str, variant: int) -> Style:
         """A per-document order of the styles: variants differ, and documents spread over all styles."""
@@ -133,7 +139,6 @@ class Rephraser:
         document, config = item.document, self.config
         style = self.style(document.source, item.variant)
         instructions = self.prompts.instructions(style, config.language)
-        chunks = chunk_document(document.text, config.chunk_tokens, self.count_tokens)
         record: dict[str, Any] = {
             "id": item.id,
             "source_id": document.source,
@@ -142,9 +147,20 @@ class Rephraser:
             "style": style.id,
             "model": self.rewriter.model_name,
             "judge_model": self.judge.model_name,
-            "chunks": len(chunks),
+            "chunks": 0,
             "attempts": [],
         }
+        source_tokens = self.count_tokens(document.text)
+        if source_tokens > config.max_document_tokens:
+            reason = (
+                f"{source_tokens:,} tokens exceed [rephrase].max_document_tokens = "
+                f"{config.max_document_tokens:,}; split it, or raise the limit"
+            )
+            outcome = self._reject(record, document, {"document": reason})
+            outcome.warning = f"warning: {item.id} rejected: {reason}"
+            return outcome
+        chunks = chunk_document(document.text, config.chunk_tokens, self.count_tokens)
+        record["chunks"] = len(chunks)
         if not chunks:
             return self._reject(record, document, {"document": "the document has no text"})
         rewrites: list[str] = []
@@ -169,7 +185,7 @@ class Rephraser:
             record["rewrite"] = text
             return self._reject(record, document, document_failures)
         record["text"] = text
-        record["source_tokens"] = self.count_tokens(document.text)
+        record["source_tokens"] = source_tokens
         record["tokens"] = self.count_tokens(text)
         record["judge_scores"] = [
             attempt["judge_score"] for attempt in record["attempts"] if not attempt["failed"]
@@ -257,7 +273,8 @@ class Rephraser:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        completion = await llm.achat(chat_request(messages, sampling=sampling))
+        async with self.request_slots:
+            completion = await llm.achat(chat_request(messages, sampling=sampling))
         reply = {"text": completion.message.text, "finish_reason": completion.finish_reason}
         self.cache.put(key, reply)
         return reply
@@ -317,14 +334,20 @@ def rephrase_corpus(
         done = {record["id"] for record in accepted_log.records + rejects_log.records}
         started = time.perf_counter()
         todo = [item for item in items if item.id not in done]
+        report = ProgressReport("rephrasing", len(items), "documents", log_console(quiet=not progress))
         try:
-            asyncio.run(_rephrase_all(rephraser, todo, accepted_log, rejects_log, progress, len(items)))
+            asyncio.run(_rephrase_all(rephraser, todo, accepted_log, rejects_log, report))
         except* ModelUnavailable as failures:
             finished = len(accepted_log.records) + len(rejects_log.records)
             raise RephraseStopped(
                 f"rephrasing stopped: {failures.exceptions[0]!r}; the {finished} finished documents are kept "
                 f"in {output_dir}; rerun the same command to resume"
             ) from failures
+        except* KeyboardInterrupt:  # asyncio.run has cancelled every request by now
+            finished = len(accepted_log.records) + len(rejects_log.records)
+            raise RephraseInterrupted(
+                f"interrupted: {finished} of {len(items)} documents are finished and kept in {output_dir}"
+            ) from None
         elapsed = time.perf_counter() - started
     finally:
         for llm in loaded:
@@ -349,36 +372,23 @@ async def _rephrase_all(
     items: list[WorkItem],
     accepted_log: JsonlLog,
     rejects_log: JsonlLog,
-    progress: bool,
-    total: int,
+    report: ProgressReport,
 ) -> None:
-    limit = asyncio.Semaphore(rephraser.config.concurrency)
+    documents_in_flight = asyncio.Semaphore(DOCUMENTS_PER_REQUEST_SLOT * rephraser.config.concurrency)
     counts = {"accepted": len(accepted_log.records), "rejected": len(rejects_log.records)}
-    bars = Progress(
-        TextColumn("rephrasing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[accepted]} accepted, {task.fields[rejected]} rejected"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True, quiet=not progress),
-    )
 
-    async def one(item: WorkItem, task_id: Any) -> None:
-        async with limit:
+    async def one(item: WorkItem) -> None:
+        async with documents_in_flight:
             outcome = await rephraser.rephrase(item)
         # the line is the commit point: once written, a resumed run skips this item
         (accepted_log if outcome.accepted else rejects_log).append(outcome.record)
         counts["accepted" if outcome.accepted else "rejected"] += 1
-        bars.update(task_id, advance=1, accepted=counts["accepted"], rejected=counts["rejected"])
+        if outcome.warning is not None:
+            report.note(outcome.warning)
+        report.update(sum(counts.values()), f"{counts['accepted']} accepted, {counts['rejected']} rejected")
 
-    with bars:
-        task_id = bars.add_task(
-            "rephrasing",
-            total=total,
-            completed=sum(counts.values()),
-            accepted=counts["accepted"],
-            rejected=counts["rejected"],
-        )
+    with report:
+        report.start_from(sum(counts.values()))
         async with asyncio.TaskGroup() as group:
             for item in items:
-                group.create_task(one(item, task_id))
+                group.create_task(one(item))

@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from openk2.recipes import describe_errors
+from openk2.recipes import validate_recipe
 from openk2.rephrase.fidelity import FidelitySettings
 
 Mode = Literal["knowledge", "math-notes", "translate"]
@@ -141,10 +141,7 @@ def _load(path: Path, model: type[PromptFile]) -> PromptFile:
             document: dict[str, Any] = tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"{path}: cannot read prompt file ({error})") from error
-    try:
-        return model.model_validate(document)
-    except ValidationError as error:
-        raise ValueError(f"{path}: {describe_errors(error, within='')}") from error
+    return validate_recipe(model, document, str(path), within="")
 
 
 def _check_placeholders(path: Path, field: str, template: str, allowed: set[str]) -> None:

@@ -12,6 +12,11 @@ from tokenizers import Tokenizer
 from openk2.llm import tokenizer_file
 
 MAX_WORD_CHARS = 32  # a longer run without whitespace is not one word
+# `tail` tokenizes only the end of a text: a window of this many characters per token asked for, doubled
+# until it holds more tokens than asked; the tokens at the window's cut edge (which may differ from the
+# whole text's) stay out of the tail. So a context costs the same at chunk 2,000 as at chunk 2.
+TAIL_WINDOW_CHARS_PER_TOKEN = 8
+TAIL_MARGIN_TOKENS = 16
 
 
 class TokenCounter:
@@ -35,14 +40,20 @@ class TokenCounter:
 
     def tail(self, text: str, budget: int) -> str:
         """The end of `text` within `budget` tokens, starting at a word boundary."""
-        encoding = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(encoding.ids) <= budget:
+        window = TAIL_WINDOW_CHARS_PER_TOKEN * (budget + TAIL_MARGIN_TOKENS)
+        while True:
+            offset = max(0, len(text) - window)
+            encoding = self.tokenizer.encode(text[offset:], add_special_tokens=False)
+            if offset == 0 or len(encoding.ids) > budget + TAIL_MARGIN_TOKENS:
+                break
+            window *= 2
+        if len(encoding.ids) <= budget:  # the whole text (offset 0) fits
             return text
         if budget == 0:
             return ""
-        start = encoding.offsets[len(encoding.ids) - budget][0]
+        start = offset + encoding.offsets[len(encoding.ids) - budget][0]
         if start > 0 and not text[start - 1].isspace():  # the cut fell inside a word: drop its piece
             # no space nearby (Chinese, a long URL): the token cut stands
-            window = range(start, min(len(text), start + MAX_WORD_CHARS))
-            start = next((i for i in window if text[i].isspace()), start)
+            nearby = range(start, min(len(text), start + MAX_WORD_CHARS))
+            start = next((i for i in nearby if text[i].isspace()), start)
         return text[start:].lstrip()

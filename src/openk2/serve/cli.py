@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from openk2.llm import LLM, LLMConfig, SamplingParams, load_llm
+from openk2.llm import LLM, LLMConfig, ModelUnavailable, SamplingParams, load_llm
 from openk2.llm.types import RECOMMENDED_TEMPERATURE
 
 
@@ -121,4 +121,7 @@ def chat_command(args: argparse.Namespace) -> None:
     sampling = SamplingParams(
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
     )
-    run_terminal_chat(chat_llm(args), sampling, sys.stdin, sys.stdout, system=args.system)
+    try:
+        run_terminal_chat(chat_llm(args), sampling, sys.stdin, sys.stdout, system=args.system)
+    except ModelUnavailable as error:
+        raise ValueError(f"cannot reach the model ({error}); is `openk2 serve` running there?") from None

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -24,12 +22,8 @@ def run(args: argparse.Namespace) -> None:
     from openk2.train.world import leave_world
 
     result = sft(args.recipe, resume=args.resume, strict=args.strict)
-    summary, data = result.run, result.data
-    Console().print(
-        f"{summary.steps} steps, {summary.tokens_seen:,} tokens: loss {summary.final_loss}, "
-        f"val {summary.final_val_loss}; skipped {data.skipped}, truncated {data.truncated}, "
-        f"too long {data.too_long} conversations; {summary.checkpoint}; {summary.report}",
-        highlight=False,
-        markup=False,
+    data = result.data
+    result.run.print_once(
+        f"; skipped {data.skipped}, truncated {data.truncated}, too long {data.too_long} conversations"
     )
     leave_world()

@@ -8,21 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from openk2.chat.template import DeclarationStyle, TemplateName
 from openk2.model import K2Config
+from openk2.recipes import RecipeSection
 from openk2.train.recipe import TrainingRecipe, load_recipe
 
 SourceKind = Literal["chat", "trajectories", "preference", "tasks"]
 CHECKPOINT_FILES = ("config.json", "tokenizer.json")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InitSection(_Section):
+class InitSection(RecipeSection):
     checkpoint: Path = Field(
         description="any OpenK2 checkpoint directory (config.json, model.safetensors, tokenizer.json)"
     )
@@ -36,7 +33,7 @@ class InitSection(_Section):
         return checkpoint
 
 
-class SourceSection(_Section):
+class SourceSection(RecipeSection):
     """One JSONL file of conversations and its share of the training mixture."""
 
     kind: SourceKind = Field(
@@ -67,7 +64,7 @@ class SourceSection(_Section):
         return self
 
 
-class SFTSection(_Section):
+class SFTSection(RecipeSection):
     sources: list[SourceSection] = Field(min_length=1)
     seq_len: int = Field(default=512, ge=2, description="tokens per packed row; longer conversations are cut")
     template: TemplateName = Field(default="k2-0905", description="K2's chat template version")

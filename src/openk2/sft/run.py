@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from tokenizers import Tokenizer
 
 from openk2.io import atomic_write_text
 from openk2.llm import SamplingParams
 from openk2.llm.k2_engine import K2Engine
 from openk2.model import K2ForCausalLM
+from openk2.progress import log_console
 from openk2.sft.dataset import DataSummary, SFTData, build_sft_data
 from openk2.sft.loader import ConversationLoader, validation_batches
 from openk2.sft.recipe import SFTRecipe, load_sft_recipe
@@ -45,7 +45,7 @@ def sft(recipe_path: Path, resume: bool = False, strict: bool = False, progress:
     recipe = load_sft_recipe(recipe_path)
     refuse_to_overwrite(recipe.run.run_dir, resume)  # before the data files below are written into it
     world = join_world()
-    console = Console(stderr=True, quiet=not (progress and world.is_main))
+    console = log_console(quiet=not (progress and world.is_main))
     tokenizer = load_tokenizer(recipe.init.checkpoint / "tokenizer.json")
     data = build_sft_data(recipe, tokenizer, strict)
     for source in data.summary.sources:

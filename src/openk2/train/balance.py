@@ -52,6 +52,11 @@ def update_expert_bias_(moe_modules: list[MoE], tokens_per_expert: torch.Tensor,
         bias.add_(layer_step.to(bias.device))
 
 
+def expert_biases(moe_modules: list[MoE]) -> list[list[float]]:
+    """Each MoE layer's routing bias, expert by expert, for the metrics."""
+    return [moe.gate.e_score_correction_bias.float().tolist() for moe in moe_modules]
+
+
 def expert_bias_range(moe_modules: list[MoE]) -> tuple[list[float], list[float]]:
     """(min, max) of each MoE layer's routing bias, for the metrics."""
     biases = [moe.gate.e_score_correction_bias for moe in moe_modules]

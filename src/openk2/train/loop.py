@@ -24,7 +24,8 @@ from torch import nn
 from openk2.model import K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
 from openk2.optim import MuonClip, QKClip
-from openk2.train.balance import ExpertLoad, expert_bias_range, update_expert_bias_
+from openk2.progress import log_console
+from openk2.train.balance import ExpertLoad, expert_bias_range, expert_biases, update_expert_bias_
 from openk2.train.batch import TokenBatch
 from openk2.train.checkpoint import (
     Trainable,
@@ -33,7 +34,14 @@ from openk2.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from openk2.train.metrics import MetricsWriter, StepRecord, tensorboard_available
+from openk2.train.environment import current_environment, record_session
+from openk2.train.metrics import (
+    METRICS_FILE,
+    MetricsWriter,
+    StepRecord,
+    read_metrics,
+    tensorboard_available,
+)
 from openk2.train.progress import TrainingProgress
 from openk2.train.recipe import TrainingRecipe
 from openk2.train.report import write_report
@@ -51,11 +59,23 @@ class RunSummary:
     steps: int
     tokens_seen: int
     elapsed_seconds: float  # training time over all sessions (no validation, checkpoints or report)
-    final_loss: float | None  # None when this session trained no step
+    final_loss: float  # the last step's, also when this session trained none (a finished run resumed)
     final_val_loss: float | None
     checkpoint: Path
     report: Path | None  # written by rank 0 only
     sample: str | None
+
+    def print_once(self, details: str = "") -> None:
+        """The line a command prints when the run ends, by rank 0 alone (under torchrun every rank has one)."""
+        if not join_world().is_main:
+            return
+        val = f"{self.final_val_loss:.4f}" if self.final_val_loss is not None else "not evaluated"
+        log_console(stderr=False).print(
+            f"{self.steps} steps, {self.tokens_seen:,} tokens: loss {self.final_loss:.4f}, val {val}{details}; "
+            f"checkpoint {self.checkpoint}; report {self.report}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSummary:
@@ -77,9 +97,10 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     metrics = MetricsWriter(run_dir, resume_after_step=state.step) if world.is_main else None
     if world.is_main and not tensorboard_available():
         display.note("tensorboard is not installed: metrics go to metrics.jsonl only")
+    if world.is_main and state.step < run.steps:  # the report states where each session ran
+        record_session(run_dir, current_environment(state.step, world.world_size))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.train.dtype == "bfloat16")
     record: StepRecord | None = None
-    val_loss: float | None = None
     checkpoint = None
 
     model.train()
@@ -133,11 +154,13 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
                 expert_bias_min=bias_min,
                 expert_bias_max=bias_max,
                 val_loss=val_loss,
+                expert_load=tokens_per_expert.float().tolist(),
+                expert_bias=expert_biases(moe_modules),
             )
             logged = step % run.log_every == 0 or step == run.steps or evaluate
             if metrics is not None and logged:
                 metrics.write(record)
-            display.update(record, logged)
+            display.show(record)
             if step % run.checkpoint_every == 0 or step == run.steps:
                 checkpoint = save_checkpoint(
                     run_dir, trainable, state, stage.tokenizer, world, run.keep_checkpoints
@@ -146,6 +169,8 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     if metrics is not None:
         metrics.close()
     checkpoint = checkpoint or find_checkpoints(run_dir).valid[-1]
+    # a finished run resumed trains nothing: its numbers are the last logged step's
+    final = record or read_metrics(run_dir / METRICS_FILE)[-1]
     report = sample = None
     if world.is_main:
         if stage.sample is not None:
@@ -157,8 +182,8 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
         steps=state.step,
         tokens_seen=state.tokens_seen,
         elapsed_seconds=state.elapsed_seconds,
-        final_loss=record.loss if record else None,
-        final_val_loss=val_loss,
+        final_loss=final.loss,
+        final_val_loss=final.val_loss,
         checkpoint=checkpoint,
         report=report,
         sample=sample,

@@ -39,6 +39,9 @@ class StepRecord(BaseModel):
     expert_bias_min: list[float]  # per MoE layer, after this step's bias update
     expert_bias_max: list[float]
     val_loss: float | None = None
+    # per MoE layer, per expert (the report's heatmaps); empty in metrics written before they were recorded
+    expert_load: list[list[float]] = []  # tokens routed to each expert this step
+    expert_bias: list[list[float]] = []  # each expert's routing bias after this step's update
 
 
 class MetricsWriter:
@@ -60,7 +63,11 @@ class MetricsWriter:
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         if self.tensorboard is not None:
-            for name, value in record.model_dump(exclude={"step"}, exclude_none=True).items():
+            per_expert = {
+                "expert_load",
+                "expert_bias",
+            }  # thousands of scalars at K2's size: the report draws them
+            for name, value in record.model_dump(exclude={"step", *per_expert}, exclude_none=True).items():
                 if isinstance(value, list):
                     for index, item in enumerate(value):
                         self.tensorboard.add_scalar(f"{name}/{index}", item, record.step)

@@ -1,54 +1,20 @@
-"""Live progress of a training run (rich): step, loss, lr, tokens/s, max logit, heads clipped, ETA.
+"""Live progress of a training run: step, loss, lr, tokens/s, max logit, heads clipped, time left.
 
-On a terminal one bar redraws in place; in a log file (not a terminal) each logged step is one line.
+A bar on a terminal, periodic plain lines elsewhere (`openk2.progress`), the same for every stage.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+from openk2.progress import ProgressReport, log_console
 from openk2.train.metrics import StepRecord
 
 
-class TrainingProgress:
+class TrainingProgress(ProgressReport):
     def __init__(self, label: str, total_steps: int, enabled: bool) -> None:
-        self.console = Console(stderr=True, quiet=not enabled)
-        self._bar = Progress(
-            TextColumn(f"[bold]{label}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not enabled or not self.console.is_terminal,
-        )
-        self.total_steps = total_steps
-        self._task = self._bar.add_task("", total=total_steps)
+        super().__init__(label, total_steps, "steps", log_console(quiet=not enabled))
 
-    def __enter__(self) -> TrainingProgress:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._bar.stop()
-
-    def start_from(self, step: int) -> None:
-        """A resumed run starts part-way; the ETA counts only this session's speed."""
-        self._bar.reset(self._task, total=self.total_steps, completed=step)
-
-    def update(self, record: StepRecord, logged: bool) -> None:
-        line = describe(record)
-        self._bar.update(self._task, completed=record.step, description=line)
-        if logged and not self.console.is_terminal:
-            self.console.print(f"step {record.step}: {line}", highlight=False)
-
-    def note(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+    def show(self, record: StepRecord) -> None:
+        self.update(record.step, describe(record))
 
 
 def describe(record: StepRecord) -> str:

@@ -11,28 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
-from openk2.data import DataConfig
+from openk2.data import DataConfig, load_data_config
 from openk2.model import PRESETS, K2Config
 from openk2.optim import WSDSchedule
-from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.recipes import (
+    RecipeSection,
+    describe_errors,
+    load_recipe_file,
+    read_recipe_toml,
+    validate_recipe,
+)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunSection(_Section):
+class RunSection(RecipeSection):
     name: str = Field(default="tiny", min_length=1, description="the run directory is <output_dir>/<name>")
     output_dir: Path = Path("runs")
     seed: int = Field(default=0, ge=0, description="seeds the model initialisation")
@@ -53,7 +47,7 @@ class RunSection(_Section):
         return self.output_dir / self.name
 
 
-class ModelSection(_Section):
+class ModelSection(RecipeSection):
     preset: str = "tiny"
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="K2Config fields replacing the preset's"
@@ -79,7 +73,7 @@ class ModelSection(_Section):
     @model_validator(mode="after")
     def _overrides_make_a_valid_config(self) -> ModelSection:
         try:
-            K2Config(**{**PRESETS[self.preset], **self.overrides})
+            K2Config.model_validate({**PRESETS[self.preset], **self.overrides}, strict=True)
         except ValidationError as error:
             raise ValueError(f"overrides: {describe_errors(error, within='')}") from None
         return self
@@ -88,7 +82,7 @@ class ModelSection(_Section):
 MUON_ONLY_FIELDS = ("momentum", "nesterov", "ns_steps", "qk_clip_tau")
 
 
-class OptimSection(_Section):
+class OptimSection(RecipeSection):
     """MuonClip (K2 report §2.1): Muon for hidden matrices, AdamW for the rest, QK-Clip after each step.
 
     `optimizer = "adamw"` trains every parameter with AdamW and never clips (the max logits are still
@@ -99,7 +93,7 @@ class OptimSection(_Section):
     lr: float = Field(default=2e-4, gt=0, description="peak learning rate")
     weight_decay: float = Field(default=0.1, ge=0)
     momentum: float = Field(default=0.95, ge=0, lt=1)
-    nesterov: StrictBool = True
+    nesterov: bool = True
     ns_steps: int = Field(default=5, gt=0, description="Newton–Schulz iterations")
     qk_clip_tau: float = Field(
         default=100.0, gt=0, description="τ: heads whose max logit exceeds it are clipped"
@@ -124,7 +118,7 @@ class OptimSection(_Section):
         return self
 
 
-class ScheduleSection(_Section):
+class ScheduleSection(RecipeSection):
     """WSD (K2 report §2.5): linear warm-up, constant, then a decay over the last `decay_fraction` of steps.
 
     `kind = "cosine"`: the warm-up, then one cosine decay over every remaining step (no constant phase).
@@ -147,7 +141,7 @@ class ScheduleSection(_Section):
         return self
 
 
-class TrainSection(_Section):
+class TrainSection(RecipeSection):
     batch_size: int = Field(default=8, gt=0, description="sequences per micro-batch (per rank)")
     grad_accum: int = Field(default=1, gt=0, description="micro-batches per optimizer step")
     dtype: Literal["float32", "bfloat16"] = Field(
@@ -162,7 +156,7 @@ class TrainSection(_Section):
     )
 
 
-class ParallelSection(_Section):
+class ParallelSection(RecipeSection):
     """Read by `openk2.train.parallel.parallelize` under torchrun; 1 means not split along that dimension."""
 
     dp: int = Field(default=1, gt=0, description="data-parallel (FSDP2) degree")
@@ -173,24 +167,20 @@ class ParallelSection(_Section):
         return self == ParallelSection()
 
 
-class MemorySection(_Section):
+class MemorySection(RecipeSection):
     """Read by `openk2.train.memory.apply_memory_policy` (K2 report §2.4: activation reduction)."""
 
-    recompute: StrictBool = Field(
-        default=False, description="recompute RMSNorms, SwiGLU and MLA up-projections"
-    )
-    recompute_moe_down_proj: StrictBool = Field(default=False, description="also recompute routed down GEMMs")
-    fp8: StrictBool = Field(
-        default=False, description="FP8-E4M3 storage of MoE up-projection and SwiGLU inputs"
-    )
-    offload: StrictBool = Field(default=False, description="remaining saved activations to host memory")
+    recompute: bool = Field(default=False, description="recompute RMSNorms, SwiGLU and MLA up-projections")
+    recompute_moe_down_proj: bool = Field(default=False, description="also recompute routed down GEMMs")
+    fp8: bool = Field(default=False, description="FP8-E4M3 storage of MoE up-projection and SwiGLU inputs")
+    offload: bool = Field(default=False, description="remaining saved activations to host memory")
 
     @property
     def is_default(self) -> bool:
         return self == MemorySection()
 
 
-class TrainingRecipe(_Section):
+class TrainingRecipe(RecipeSection):
     """The sections every training stage shares; a stage adds where its model and its data come from."""
 
     run: RunSection
@@ -286,10 +276,17 @@ RecipeType = TypeVar("RecipeType", bound=TrainingRecipe)
 
 # mypy cannot see that the default is one of the types RecipeType stands for
 def load_recipe(path: Path, recipe_type: type[RecipeType] = Recipe) -> RecipeType:  # type: ignore[assignment]
-    """Read and validate a TOML recipe (pre-training's unless told); every problem is reported as
+    """Read and validate a whole TOML recipe (pre-training's unless told); every problem is reported as
     `<file>: [section].field: message`."""
+    return load_recipe_file(path, recipe_type)
+
+
+def load_data_section(path: Path) -> DataConfig:
+    """What `openk2 tokenize` reads: a recipe of [data] alone, or the [data] of a pre-training recipe validated
+    whole, so that a typo in [train] fails now rather than at `openk2 pretrain`."""
     document = read_recipe_toml(path)
-    try:
-        return recipe_type.model_validate(document)
-    except ValidationError as error:
-        raise ValueError(f"{path}: {describe_errors(error)}") from None
+    if "data" not in document:
+        raise ValueError(f"{path}: no [data] section")
+    if set(document) == {"data"}:
+        return load_data_config(path)
+    return validate_recipe(Recipe, document, str(path)).data
