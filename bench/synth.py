@@ -22,16 +22,18 @@ from rich.table import Table
 from serve import served
 
 from openk2.llm import LLMConfig
+from openk2.recipes import validate_recipe
 from openk2.synth import SynthRecipe, synthesise
 
 
 def recipe(output: Path, endpoint: LLMConfig, tasks: int, concurrency: int) -> SynthRecipe:
-    return SynthRecipe.model_validate(
+    return validate_recipe(
+        SynthRecipe,
         {
             "output": str(output),
             "concurrency": concurrency,
             "models": dict.fromkeys(
-                ("generator", "agent", "user", "tool_simulator", "judge"), endpoint.model_dump()
+                ("generator", "agent", "user", "tool_simulator", "judge"), endpoint.model_dump(mode="json")
             ),
             "tools": {
                 "builtin_servers": ["time"],
@@ -47,7 +49,9 @@ def recipe(output: Path, endpoint: LLMConfig, tasks: int, concurrency: int) -> S
                 "real_tool_share": 0.5,
             },
             "run": {"max_turns": 2, "reply_tokens": 48, "force_tool_calls": True},
-        }
+        },
+        "bench/synth.py",
+        within="synth",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from openk2.recipes import validate_recipe
 from openk2.synth.recipe import SynthRecipe
 
 
@@ -34,4 +35,4 @@ def small_recipe(output: Path, **sections: dict[str, Any]) -> SynthRecipe:
             table.setdefault(section, {}).update(fields)
         else:
             table[section] = fields
-    return SynthRecipe.model_validate(table)
+    return validate_recipe(SynthRecipe, table, "test recipe", within="synth")

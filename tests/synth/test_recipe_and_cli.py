@@ -47,12 +47,19 @@ def test_the_shipped_recipes_load():
             "[synth].models.judge: base_url: required when backend is 'endpoint'",
         ),
         ("[synth]\nconcurency = 4", "[synth].concurency: Extra inputs are not permitted"),
+        ("[synth]\nconcurrency = '4'", "[synth].concurrency: Input should be a valid integer"),
+        ("[synth]\n[other]\nx = 1", "[other]: Extra inputs are not permitted"),
     ],
 )
 def test_a_bad_field_is_named(tmp_path, text, message):
     with pytest.raises(ValueError) as error:
         load_synth_recipe(write(tmp_path, text))
     assert message in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_a_bad_command_line_value_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"^command line: \[synth\].concurrency: Input should be greater"):
+        load_synth_recipe(write(tmp_path, "[synth]\nseed = 1\n"), {"concurrency": 0, "output": None})
 
 
 def test_a_recipe_without_a_synth_section_is_refused(tmp_path):
@@ -64,7 +71,7 @@ def test_the_verb_reports_a_bad_recipe_as_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_code:
         main(["synth", "--recipe", str(write(tmp_path, "[synth.run]\nmax_turns = 0\n"))])
     assert exit_code.value.code == 2
-    assert "[synth].run.max_turns" in capsys.readouterr().out
+    assert "[synth].run.max_turns" in capsys.readouterr().err
 
 
 def test_help_imports_no_torch():

@@ -11,6 +11,7 @@ import pytest
 from openk2.chat import render
 from openk2.data import DataConfig, tokenize_corpus
 from openk2.gym.records import Trajectory, read_records
+from openk2.recipes import validate_recipe
 from openk2.sft.run import DATA_SUMMARY, sft
 from openk2.synth import synthesise
 from openk2.train import pretrain
@@ -27,7 +28,7 @@ def long_context_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     full), pre-trained six steps: the test is that SFT reads and trains on the trajectories, not what it learns."""
     root = tmp_path_factory.mktemp("pretrained")
     data = data_section(write_corpus(root), root / "data")
-    tokenize_corpus(DataConfig.model_validate(data), progress=False)
+    tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
     sections = recipe_sections(
         root,
         data,

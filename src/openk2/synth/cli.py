@@ -10,11 +10,15 @@ replayed, and every model reply comes from the run's cache. Nothing heavy is imp
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
+
+from openk2.progress import log_console
+
+INTERRUPTED = 130  # the shell's exit status for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +43,19 @@ def run(args: argparse.Namespace) -> None:
 
     recipe = load_synth_recipe(args.recipe, {"output": args.output, "concurrency": args.concurrency})
     stages = STAGES if args.stage is None else (args.stage,)
-    console = Console()
+    console = log_console(stderr=False)
     try:
         summary = synthesise(recipe, stages, progress=not args.no_progress)
     except SynthStopped as stopped:
-        console.print(f"[red]error:[/red] {escape(str(stopped))}")
+        log_console().print(f"[red]error:[/red] {escape(str(stopped))}", soft_wrap=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # finished episodes are committed; the rerun plays the rest
+        log_console().print(
+            f"interrupted; resume with: {shlex.join(['openk2', *sys.argv[1:]])}",
+            highlight=False,
+            markup=False,
+        )
+        sys.exit(INTERRUPTED)
     tools, tasks, trajectories = summary["tools"], summary["tasks"], summary["trajectories"]
     console.print(
         f"tools: {tools['real']} real, {tools['synthetic']} synthetic in {tools['categories']} categories; "

@@ -272,7 +272,7 @@ async def play_tasks(
                         "reason": str(error),
                     }
                 )
-                bar.advance("rejected")
+                bar.finished("rejected")
                 return
             verdicts = None
             if trajectory.status != "failed":
@@ -288,12 +288,12 @@ async def play_tasks(
         unavailable = [role.unavailable for role in roles if role.unavailable]
         if unavailable:
             postponed.append(unavailable[0])
-            bar.advance("postponed")
+            bar.finished("postponed")
             return
         _commit(task, trajectory, verdicts, kept, rejects, roles[3].model_name)
-        bar.advance("kept" if verdicts and all(v.passed for v in verdicts) else "rejected")
+        bar.finished("kept" if verdicts and all(v.passed for v in verdicts) else "rejected")
 
-    with StageProgress("trajectories", len(tasks), run.progress, done=len(finished)) as bar:
+    with StageProgress("trajectories", len(tasks), "episodes", run.progress, done=len(finished)) as bar:
         await asyncio.gather(*(one(task, bar) for task in todo))
     return postponed
 

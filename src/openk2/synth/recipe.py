@@ -14,23 +14,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from openk2.llm import LLMConfig
-from openk2.recipes import describe_errors, read_recipe_toml
+from openk2.recipes import RecipeSection, read_recipe_toml, validate_recipe
 from openk2.synth.categories import CATEGORY_NAMES
 from openk2.synth.models import ROLES, Role
 
 BuiltinServer = Literal["time", "git", "airline", "retail", "sandbox"]
 EvolutionStep = Literal["deepen", "widen", "specialise"]
 Outcome = Literal["success", "partial_failure", "edge_case"]
+ALL_BUILTIN_SERVERS: list[BuiltinServer] = ["time", "git", "airline", "retail", "sandbox"]
+ALL_EVOLUTION_STEPS: list[EvolutionStep] = ["deepen", "widen", "specialise"]
+DEFAULT_OUTCOMES: dict[Outcome, float] = {"success": 0.8, "partial_failure": 0.1, "edge_case": 0.1}
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ServerConfig(_Section):
+class ServerConfig(RecipeSection):
     """An MCP server started over stdio: `command args...` with `env` added to a minimal environment."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,30}$")
@@ -42,7 +41,7 @@ class ServerConfig(_Section):
     category: str | None = None  # the map's label (default: the server's name)
 
 
-class Models(_Section):
+class Models(RecipeSection):
     generator: LLMConfig = LLMConfig()
     agent: LLMConfig = LLMConfig()
     user: LLMConfig = LLMConfig()
@@ -53,15 +52,15 @@ class Models(_Section):
         return {role: getattr(self, role) for role in ROLES}
 
 
-class ToolsSection(_Section):
-    builtin_servers: list[BuiltinServer] = ["time", "git", "airline", "retail", "sandbox"]
+class ToolsSection(RecipeSection):
+    builtin_servers: list[BuiltinServer] = Field(default_factory=ALL_BUILTIN_SERVERS.copy)
     servers: list[ServerConfig] = Field(default_factory=list)
     server_start_timeout_s: float = Field(default=30.0, gt=0)
     call_timeout_s: float = Field(default=30.0, gt=0)
     categories: list[str] = Field(default_factory=lambda: list(CATEGORY_NAMES))
     domains_per_category: int = Field(default=3, ge=1, le=20)
     model_domains: bool = True  # the generator proposes the domains (widening the tree); else seed domains
-    evolution: list[EvolutionStep] = ["deepen", "widen", "specialise"]
+    evolution: list[EvolutionStep] = Field(default_factory=ALL_EVOLUTION_STEPS.copy)
     evolution_rounds: int = Field(default=1, ge=0, le=4)  # each round evolves every tool of the last
     near_duplicate_threshold: float = Field(default=0.92, gt=0, le=1)  # cosine of description embeddings
     tool_tokens: int = Field(default=320, ge=64)  # the generator's budget for one tool
@@ -85,7 +84,7 @@ class ToolsSection(_Section):
         return self
 
 
-class TasksSection(_Section):
+class TasksSection(RecipeSection):
     agents: int = Field(default=24, ge=1)
     tools_per_agent: tuple[int, int] = (2, 4)  # (fewest, most)
     real_tool_share: float = Field(default=0.5, ge=0, le=1)  # agents that get one real tool
@@ -110,12 +109,12 @@ class TasksSection(_Section):
         return levels
 
 
-class RunSection(_Section):
+class RunSection(RecipeSection):
     max_turns: int = Field(default=8, ge=1)
     temperature: float = Field(default=0.0, ge=0, le=2)  # 0: greedy, deterministic for a seed
     reply_tokens: int = Field(default=256, ge=16)  # budget of the agent's and the user's replies
     # K2 report §3.1.1: controlled stochasticity of the tool simulator, the share of each outcome
-    outcomes: dict[Outcome, float] = {"success": 0.8, "partial_failure": 0.1, "edge_case": 0.1}
+    outcomes: dict[Outcome, float] = Field(default_factory=DEFAULT_OUTCOMES.copy)
     # a small agent never calls a tool unprompted: force a call (any tool, schema-valid arguments) while
     # the agent has made fewer calls than the task's expected pattern (a generator's aid, not a test)
     force_tool_calls: bool = False
@@ -128,7 +127,7 @@ class RunSection(_Section):
         return outcomes
 
 
-class SynthRecipe(_Section):
+class SynthRecipe(RecipeSection):
     output: Path = Path("runs/synth")
     seed: int = 0
     concurrency: int = Field(default=8, ge=1)  # episodes (and generator calls) in flight at once
@@ -142,16 +141,20 @@ class SynthRecipe(_Section):
         return self.model_dump(mode="json", exclude={"output", "concurrency", "models"})
 
 
+class SynthRecipeFile(RecipeSection):
+    """A synthesis recipe file: the [synth] section and nothing else."""
+
+    synth: SynthRecipe
+
+
 def load_synth_recipe(path: Path, overrides: dict[str, Any] | None = None) -> SynthRecipe:
-    """The recipe's `[synth]` table with `overrides` (e.g. `output`) on top; errors name the field."""
+    """The recipe's `[synth]` table with command-line `overrides` (e.g. `output`) on top; the whole file is
+    validated first, and every problem names the file (or the command line) and `[synth].field`."""
     document = read_recipe_toml(path)
     if "synth" not in document:
         raise ValueError(f"{path}: no [synth] section")
-    table = {
-        **document["synth"],
-        **{key: value for key, value in (overrides or {}).items() if value is not None},
-    }
-    try:
-        return SynthRecipe.model_validate(table)
-    except ValidationError as error:
-        raise ValueError(f"{path}: {describe_errors(error, within='synth', data=table)}") from None
+    recipe = validate_recipe(SynthRecipeFile, document, str(path)).synth
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if not flags:
+        return recipe
+    return validate_recipe(SynthRecipe, {**document["synth"], **flags}, "command line", within="synth")

@@ -59,7 +59,7 @@ async def synthesise_tools(
             seed=seed_of(recipe.seed, *parts),
         )
 
-    async def domains_of(name: str) -> list[tuple[str, str]]:
+    async def domains_of(name: str, bar: StageProgress) -> list[tuple[str, str]]:
         category = category_named(name)
         if not section.model_domains:
             return [(domain, "seed") for domain in category.seed_domains[: section.domains_per_category]]
@@ -69,9 +69,11 @@ async def synthesise_tools(
             )
         if note:
             repository.notes.append(f"{name}: {note}; seed domains filled in")
+        bar.finished("seed domains added" if note else "proposed")
         return found
 
-    per_category = await asyncio.gather(*(domains_of(name) for name in section.categories))
+    with StageProgress("domains", len(section.categories), "categories", progress) as bar:
+        per_category = await asyncio.gather(*(domains_of(name, bar) for name in section.categories))
     round_candidates = []
     for name, domains in zip(section.categories, per_category, strict=True):
         repository.domains[name] = [{"domain": domain, "source": source} for domain, source in domains]
@@ -79,19 +81,17 @@ async def synthesise_tools(
             Candidate(f"{name}/{slug(domain)}", name, domain, "base") for domain, _ in domains
         ]
 
-    total = len(round_candidates) * sum(
-        len(section.evolution) ** r for r in range(section.evolution_rounds + 1)
-    )
     taken = {tool.name for tool in repository.tools}
     synthetic: list[dict[str, Any]] = []
-    with StageProgress("tools", total, progress) as bar:
-        for round_index in range(section.evolution_rounds + 1):
-            siblings = {
-                c.domain: [t["name"] for t in synthetic if t["domain"] == c.domain] for c in round_candidates
-            }
+    for round_index in range(section.evolution_rounds + 1):
+        siblings = {
+            c.domain: [t["name"] for t in synthetic if t["domain"] == c.domain] for c in round_candidates
+        }
+        label = "tools" if round_index == 0 else f"tools, evolution round {round_index}"
+        with StageProgress(label, len(round_candidates), "tools", progress) as bar:
 
             async def one(
-                candidate: Candidate, known: list[str]
+                candidate: Candidate, known: list[str], bar: StageProgress = bar
             ) -> tuple[dict[str, Any] | None, str | None, str]:
                 async with gate:
                     category = category_named(candidate.category)
@@ -99,28 +99,20 @@ async def synthesise_tools(
                         generator, candidate, category, known, sampling("tool", candidate.id)
                     )
                 # valid schemas so far; names are claimed in tree order once the round is in
-                bar.advance("valid" if outcome[0] is not None else "invalid")
+                bar.finished("valid" if outcome[0] is not None else "invalid")
                 return outcome
 
             results = await asyncio.gather(*(one(c, siblings[c.domain]) for c in round_candidates))
-            accepted_now = []
-            for candidate, (tool, reason, reply) in zip(round_candidates, results, strict=True):
-                if tool is not None:
-                    reason = _claim_name(tool, candidate, taken)
-                if tool is None or reason is not None:
-                    repository.rejects.append(_reject(candidate, reason or "", reply))
-                    continue
-                synthetic.append(tool)
-                accepted_now.append((candidate, tool))
-            if round_index < section.evolution_rounds:
-                round_candidates = [
-                    c.child(tool, step) for c, tool in accepted_now for step in section.evolution
-                ]
-                bar.set_total(
-                    bar.done
-                    + len(round_candidates)
-                    * sum(len(section.evolution) ** r for r in range(section.evolution_rounds - round_index))
-                )
+        accepted_now = []
+        for candidate, (tool, reason, reply) in zip(round_candidates, results, strict=True):
+            if tool is not None:
+                reason = _claim_name(tool, candidate, taken)
+            if tool is None or reason is not None:
+                repository.rejects.append(_reject(candidate, reason or "", reply))
+                continue
+            synthetic.append(tool)
+            accepted_now.append((candidate, tool))
+        round_candidates = [c.child(tool, step) for c, tool in accepted_now for step in section.evolution]
     _remove_near_duplicates(repository, synthetic, embed, section.near_duplicate_threshold)
     return repository
 

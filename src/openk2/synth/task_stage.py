@@ -242,7 +242,7 @@ async def synthesise_tasks(
                 rejected.append(
                     {"stage": "tasks", "id": task_id, "reason": "system_prompt: the generator wrote nothing"}
                 )
-                bar.advance("rejected")
+                bar.finished("rejected")
                 continue
             entities = sorted({tools[name].entity for name in pattern if tools[name].stateful})
             messages = [
@@ -260,13 +260,13 @@ async def synthesise_tasks(
                 rejected.append(
                     {"stage": "tasks", "id": task_id, "reason": problem, "reply": completion.message.text}
                 )
-                bar.advance("rejected")
+                bar.finished("rejected")
                 continue
             made.append(build_task(task_id, plan, prompt, tools, pattern, level, value, generator.model_name))
-            bar.advance("accepted")
+            bar.finished("accepted")
         return record, made, rejected
 
-    with StageProgress("tasks", len(plans) * section.tasks_per_agent, progress) as bar:
+    with StageProgress("tasks", len(plans) * section.tasks_per_agent, "task drafts", progress) as bar:
         results = await asyncio.gather(*(agent(plan, bar) for plan in plans))
     agents = [record for record, _, _ in results]
     tasks = [task for _, made, _ in results for task in made]
