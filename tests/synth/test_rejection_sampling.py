@@ -1,6 +1,6 @@
 """The judge as rejection sampling (K2 report §3.1.1), with scripted models (tests/synth/scripted_world.py).
 
-Tasks and tools are built once per module by the scripted pipeline; each test then plays the same
+Tasks and tools are built once by the scripted pipeline (tests/synth/conftest.py); each test then plays the same
 tasks with an agent or a world that breaks one rubric item, and checks that the trajectory is rejected
 with exactly that item named, while a trajectory meeting its rubric is kept.
 """
@@ -8,36 +8,12 @@ with exactly that item named, while a trajectory meeting its rubric is kept.
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
-import pytest
-
-from openk2.chat import ParseError
+from openk2.chat import ChatFormatError, ParseError
 from openk2.llm import Completion, Usage
-from openk2.synth import synthesise
 from tests.gym.scripted import ScriptedLLM
-from tests.synth.scripted_world import bag_of_words, scripted_models, world
-from tests.synth.synth_recipe import small_recipe
-
-
-@pytest.fixture(scope="module")
-def tasks_ready(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with tools and tasks (stages 1 and 2), no trajectories yet."""
-    output = tmp_path_factory.mktemp("synth") / "run"
-    synthesise(
-        small_recipe(output), ("tools", "tasks"), progress=False, models=scripted_models(), embed=bag_of_words
-    )
-    return output
-
-
-def play(tasks_ready: Path, tmp_path: Path, models) -> tuple[list[dict], list[dict]]:
-    output = tmp_path / "run"
-    shutil.copytree(tasks_ready, output)
-    synthesise(small_recipe(output), ("run",), progress=False, models=models, embed=bag_of_words)
-    kept = [json.loads(line) for line in (output / "trajectories.jsonl").read_text().splitlines()]
-    rejects = [json.loads(line) for line in (output / "rejects.jsonl").read_text().splitlines()]
-    return kept, rejects
+from tests.synth.scripted_world import scripted_models, world
+from tests.synth.synth_recipe import play
 
 
 def test_a_trajectory_that_meets_its_rubric_is_kept(tasks_ready, tmp_path):
@@ -105,3 +81,24 @@ def test_an_unparsed_reply_is_recorded_in_the_trajectory(tasks_ready, tmp_path):
     garbled = next(meta for meta in trajectory["meta"] if meta["author"] == "policy")
     assert garbled["error"] == "truncated: the call was cut off"
     assert "<tool_call>" in trajectory["messages"][trajectory["meta"].index(garbled)]["content"]
+
+
+class NoRoomAgent(ScriptedLLM):
+    """An agent whose model refuses the request itself, as an engine does a prompt beyond its context."""
+
+    def chat_batch(self, requests):
+        if any(request.messages[0].text.startswith("You are a careful") for request in requests):
+            raise ChatFormatError("messages: 9000 tokens exceed the model's context of 8192")
+        return super().chat_batch(requests)
+
+
+def test_a_request_no_model_can_serve_is_rejected_with_its_reason(tasks_ready, tmp_path):
+    llm = NoRoomAgent(world())
+    kept, rejects = play(
+        tasks_ready, tmp_path, dict.fromkeys(("generator", "agent", "user", "tool_simulator", "judge"), llm)
+    )
+    assert kept == [] and len(rejects) == 8
+    assert all(r["failed"] == ["request"] and "context of 8192" in r["reason"] for r in rejects)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["trajectories"]["rejected_by_rubric_item"] == {"request": 8}
+    assert "context of 8192" in (tmp_path / "run" / "report.html").read_text()

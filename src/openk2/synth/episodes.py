@@ -44,9 +44,10 @@ if TYPE_CHECKING:
 
 
 class ForcedToolCalls(LLM):
-    """The agent under `force_tool_calls`: `tool_choice="required"` (one call) while it has made fewer
-    calls than the task's expected pattern, then its own choice. The grammar makes the call well-formed;
-    which tool it calls stays the model's decision."""
+    """The agent under `force_tool_calls`: `tool_choice="required"` while it has made fewer calls than the
+    task's expected pattern, then its own choice. The grammar makes the calls well-formed; which tools it
+    calls, and how many in one turn, stay the model's decision. (Parallel calls stay allowed: the embedded
+    model's JSON call grammar cannot be compiled for exactly one call, `parallel_tool_calls=False`.)"""
 
     def __init__(self, llm: LLM, calls: int) -> None:
         self.llm = llm
@@ -58,7 +59,7 @@ class ForcedToolCalls(LLM):
 
     def _forced(self, request: ChatRequest) -> ChatRequest:
         if request.tools and request.calls_so_far < self.calls:
-            return dataclasses.replace(request, tool_choice="required", parallel_tool_calls=False)
+            return dataclasses.replace(request, tool_choice="required")
         return request
 
     async def achat(self, request: ChatRequest) -> Completion:

@@ -32,10 +32,14 @@ def _table(rows: list[tuple[str, Any]], header: tuple[str, str] | None = None) -
         return "<p class='muted'>none</p>"
     head = f"<tr><th>{html.escape(header[0])}</th><th>{html.escape(header[1])}</th></tr>" if header else ""
     body = "".join(
-        f"<tr><td>{html.escape(str(key))}</td><td class='n'>{html.escape(_fmt(value))}</td></tr>"
+        f"<tr><td>{html.escape(str(key))}</td><td{_numeric(value)}>{html.escape(_fmt(value))}</td></tr>"
         for key, value in rows
     )
     return f"<table>{head}{body}</table>"
+
+
+def _numeric(value: Any) -> str:
+    return " class='n'" if isinstance(value, int | float) else ""
 
 
 def _fmt(value: Any) -> str:
@@ -150,9 +154,15 @@ def write_report(output: Path, summary: dict[str, Any]) -> None:
         + _table(sorted(run_summary["simulated_outcomes"].items()))
         + "</div></div>"
     )
+    unplayed = [r for r in rejects if "trajectory" not in r]  # requests no model could serve
+    if unplayed:
+        sections.append(
+            f"<h3>Episodes no model could serve ({len(unplayed)})</h3>"
+            + _table([(r["id"], r["reason"][:300]) for r in unplayed[:5]], ("episode", "reason"))
+        )
     for title, records in (
         ("A kept trajectory", kept[:1]),
-        ("Rejected trajectories", [r["trajectory"] for r in rejects[:2]]),
+        ("Rejected trajectories", [r["trajectory"] for r in rejects if "trajectory" in r][:2]),
     ):
         for trajectory in records:
             verdict = trajectory.get("judge") or {}
