@@ -77,7 +77,11 @@ def test_every_task_is_played_judged_and_kept(scripted_run):
         assert calls and all(call["executor"] == "simulator" for call in calls)
         authors = {meta.author for meta in trajectory.meta}
         assert {"policy", "tool_sim", "user_sim"} <= authors
-    assert summary["trajectories"]["tool_calls"] == sum(len(t.env_final["calls"]) for t in kept)
+    runs = summary["trajectories"]
+    assert runs["tool_calls"] == sum(len(t.env_final["calls"]) for t in kept)
+    assert sum(runs["simulated_outcomes"].values()) == runs["tool_calls_by_executor"]["simulator"]
+    assert runs["turns_mean"] == sum(max(m.turn for m in t.meta) for t in kept) / len(kept)
+    assert [summary[stage]["acceptance"] for stage in ("tools", "tasks", "trajectories")] == [1.0] * 3
     assert set(summary["models"]) == {"generator", "agent", "user", "tool_simulator", "judge"}
     assert "<img" in (output / "report.html").read_text()
 
@@ -138,3 +142,11 @@ def test_real_tools_are_executed_by_their_servers(tmp_path):
         "NameError" in answer for answer in answers
     )
     assert summary["trajectories"]["tool_calls_by_executor"]["simulator"] > 0
+    # the Fig. 9-like map places every tool, real ones labelled by their server
+    points = [json.loads(line) for line in (tmp_path / "run" / "tool_map.json").read_text().splitlines()]
+    assert len(points) == summary["tools"]["real"] + summary["tools"]["synthetic"]
+    assert {p["category"] for p in points if p["origin"] != "synthetic"} == {"time", "sandbox"}
+    assert {p["category"] for p in points if p["origin"] == "synthetic"} == {
+        "smart_home",
+        "financial_trading",
+    }

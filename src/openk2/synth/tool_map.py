@@ -52,7 +52,7 @@ def render_map_png(points: list[dict[str, Any]]) -> bytes:
             [p["x"] for p in chosen],
             [p["y"] for p in chosen],
             s=18,
-            color=palette(index % 20),
+            color=palette(2 * index % 20 + index // 10 % 2),  # tab20's ten dark shades, then its light ones
             alpha=0.8,
             label=f"{category} ({len(chosen)})",
         )
