@@ -62,8 +62,11 @@ def test_the_embedded_model_over_http_carries_every_stage(teacher, tmp_path):
     kept = read_records(output / "trajectories.jsonl", Trajectory)
     rejected = [json.loads(line) for line in (output / "rejects.jsonl").open()]
     [trajectory] = kept or [Trajectory.model_validate(record["trajectory"]) for record in rejected]
-    assert trajectory.judge["verdict"] in ("keep", "reject") and trajectory.env_final["calls"]
-    assert {meta.author for meta in trajectory.meta} >= {"policy", "user_sim"}
+    assert trajectory.judge["verdict"] in ("keep", "reject") and all(record["failed"] for record in rejected)
+    # the agent called tools, or the reply that failed to parse (a 135M model often runs past its
+    # budget inside a call) is kept in the trajectory with its parse error
+    unparsed = [meta.error for meta in trajectory.meta if meta.author == "policy" and meta.error]
+    assert trajectory.env_final["calls"] or unparsed
 
     # the roles every episode needs were asked over HTTP (nothing from a cache), their tokens counted
     models = summary["models"]
