@@ -59,7 +59,10 @@ def _conversation(trajectory: dict[str, Any], limit: int = 12) -> str:
         ]
         body = "\n".join([str(text)[:600]] * bool(text) + calls)
         label = f"{role} · {meta['author']}" + (
-            f" · <span class='bad'>{html.escape(meta['error'][:120])}</span>" if meta.get("error") else ""
+            # the kind alone: the message itself is the tool's answer below
+            f" · <span class='bad'>{html.escape(meta['error'].split(':', 1)[0][:60])}</span>"
+            if meta.get("error")
+            else ""
         )
         parts.append(f"<div class='msg {role}'><b>{label}</b>\n{html.escape(body)}</div>")
     return "".join(parts)
@@ -162,7 +165,7 @@ def write_report(output: Path, summary: dict[str, Any]) -> None:
         )
     for title, records in (
         ("A kept trajectory", kept[:1]),
-        ("Rejected trajectories", [r["trajectory"] for r in rejects if "trajectory" in r][:2]),
+        ("A rejected trajectory", [r["trajectory"] for r in rejects if "trajectory" in r][:2]),
     ):
         for trajectory in records:
             verdict = trajectory.get("judge") or {}

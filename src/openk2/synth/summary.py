@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,7 @@ def _rate(part: int, whole: int) -> float:
 
 
 def _reason_kind(reason: str) -> str:
-    """The leading field of a reason ("name: ..." -> "name"), to count reasons by kind."""
-    head = reason.split(":", 1)[0].strip()
-    return head if head and len(head) <= 40 and " " not in head.strip("'") else reason[:40]
+    """A reason without its particulars, to count reasons by kind: what comes before its first colon,
+    with quoted names and numbers blanked ("near-duplicate of '…' (cosine …)", "'…' is a required property")."""
+    head = reason.split(":", 1)[0]
+    return re.sub(r"\d+(\.\d+)?", "…", re.sub(r"'[^']*'", "'…'", head)).strip()[:60]
