@@ -2,7 +2,7 @@
 every role switched by the recipe to an OpenAI-compatible endpoint (`openk2 serve`'s app on loopback).
 
 The full proof run (five real servers, >= 200 synthetic tools in 16 categories) is
-`recipes/synth-embedded.toml`, about an hour here; its numbers are in docs/synthesis.md. This one makes
+`recipes/synth-embedded.toml`, about two hours here; its numbers are in docs/synthesis.md. This one makes
 one synthetic tool, imports mcp-server-time, and plays one task: what it checks is that a real model's
 replies, constrained to their schemas and sent over HTTP, carry the pipeline through to judged
 trajectories; not what a 135M model writes.
