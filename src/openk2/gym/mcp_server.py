@@ -31,6 +31,9 @@ class McpServer:
         self._thread.start()
         self._ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._stop: asyncio.Event | None = None
+        self.server_info: Any = None  # the server's name and version from its initialize reply
+        self._task: asyncio.Task[None] | None = None
+        self._finished = threading.Event()  # set once the SDK has shut the server process down
         self._serving = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         try:
             self.tools: list[Any] = self._ready.result(timeout=start_timeout_s)
@@ -41,12 +44,13 @@ class McpServer:
     async def _serve(self) -> None:
         mcp = require("mcp", MCP)
         self._stop = asyncio.Event()
+        self._task = asyncio.current_task()
         try:
             async with (
                 mcp.stdio_client(self._parameters) as (read, write),
                 mcp.ClientSession(read, write) as session,
             ):
-                await session.initialize()
+                self.server_info = (await session.initialize()).server_info
                 self._session = session
                 self._ready.set_result((await session.list_tools()).tools)
                 await self._stop.wait()
@@ -54,6 +58,8 @@ class McpServer:
             if not self._ready.done():
                 self._ready.set_exception(error)
             raise
+        finally:
+            self._finished.set()
 
     async def call(self, name: str, arguments: dict[str, Any]) -> Any:
         """The server's `CallToolResult` for one tool call (snake_case fields: `structured_content`, `is_error`)."""
@@ -64,10 +70,17 @@ class McpServer:
 
     def close(self) -> None:
         if self._thread.is_alive():
-            if self._stop is not None:
+            if not self._ready.done() and self._task is not None:
+                # a server that never answered: cancel the handshake; the SDK's shielded clean-up then
+                # closes its pipes and kills its process tree, which the loop must live to carry out
+                self._loop.call_soon_threadsafe(self._task.cancel)
+            elif self._stop is not None:
                 self._loop.call_soon_threadsafe(self._stop.set)
-            with contextlib.suppress(Exception):  # how the server exited is no concern of the caller's now
-                self._serving.result(timeout=30)
+            self._finished.wait(timeout=30)
+            with contextlib.suppress(
+                BaseException
+            ):  # how the server exited is no concern of the caller's now
+                self._serving.result(timeout=0)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
         self._loop.close()

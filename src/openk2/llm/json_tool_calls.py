@@ -136,7 +136,7 @@ def json_calls_grammar(tools: Sequence[ToolSpec], parallel: bool, enforce_all: b
         )
         alternatives.append(f'{lark_literal(head)} args_{number} "}}"')
     rules.append(f"call: {' | '.join(alternatives)}")
-    more = f'(", " call){{0,{max_calls - 1}}}'
+    more = f'(", " call){{0,{max_calls - 1}}}' if max_calls > 1 else ""  # llguidance refuses {0,0}
     start = {"": f"{lark_literal(CALLS_OPEN + '[')} ", CALLS_OPEN: '"[" ', CALLS_OPEN + "[": ""}[opened]
     return "\n".join([f"start: {start}call {more} {lark_literal(']' + CALLS_CLOSE)}", *rules])
 

@@ -1,0 +1,338 @@
+"""The root of the hierarchical domain tree: the synthetic-tool categories of K2 report Fig. 9.
+
+K2 evolves its synthetic tools from key categories (financial trading, software applications, robot
+control, ...) into application domains and then into tools (K2 report §3.1.1). Fig. 9 names sixteen
+categories plus `unknown`, the label of tools it could not place; `unknown` is not a root to grow from.
+Each category carries thirteen seed domains (written by hand for OpenK2): the first three show the
+generator what a domain is in its widening prompt, and they fill the tree when the generator proposes
+fewer distinct domains than a recipe asks for, or when a recipe asks for no model-proposed domains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str  # as Fig. 9 labels it
+    description: str
+    seed_domains: tuple[str, ...]
+
+
+CATEGORIES: tuple[Category, ...] = (
+    Category(
+        "enterprise_business_intelligence",
+        "dashboards, KPIs, sales and operations analytics for companies",
+        (
+            "sales pipeline analytics",
+            "inventory forecasting",
+            "customer churn reporting",
+            "revenue dashboards",
+            "supplier scorecards",
+            "employee attrition analysis",
+            "marketing attribution",
+            "budget variance tracking",
+            "procurement spend analysis",
+            "support ticket analytics",
+            "pricing experiments",
+            "regional sales comparison",
+            "data warehouse queries",
+        ),
+    ),
+    Category(
+        "transportation_logistics",
+        "moving goods and people: shipments, fleets, routes, warehouses",
+        (
+            "parcel tracking",
+            "fleet dispatch",
+            "warehouse slotting",
+            "route optimisation",
+            "freight booking",
+            "customs clearance",
+            "driver scheduling",
+            "cold chain monitoring",
+            "last-mile delivery",
+            "container yard management",
+            "returns logistics",
+            "public transit timetables",
+            "ride hailing",
+        ),
+    ),
+    Category(
+        "iphone_android",
+        "actions on a smartphone: contacts, messages, alarms, settings, apps",
+        (
+            "alarms and timers",
+            "contacts and messaging",
+            "phone settings",
+            "photo gallery",
+            "app notifications",
+            "battery management",
+            "calendar events on the phone",
+            "voice memos",
+            "wallet and passes",
+            "screen time limits",
+            "bluetooth devices",
+            "mobile hotspot",
+            "app permissions",
+        ),
+    ),
+    Category(
+        "smart_home",
+        "devices in a home: lights, thermostats, locks, cameras, appliances",
+        (
+            "lighting scenes",
+            "thermostat schedules",
+            "door locks and cameras",
+            "robot vacuum",
+            "garden sprinklers",
+            "window blinds",
+            "smoke and leak sensors",
+            "energy metering",
+            "smart plugs",
+            "doorbell intercom",
+            "home audio",
+            "pet feeder",
+            "garage door",
+        ),
+    ),
+    Category(
+        "real_estate_property",
+        "listings, viewings, leases, maintenance of buildings",
+        (
+            "rental listings",
+            "lease management",
+            "maintenance requests",
+            "property valuation",
+            "viewing appointments",
+            "tenant screening",
+            "rent collection",
+            "building access cards",
+            "utility billing",
+            "mortgage pre-approval",
+            "open house events",
+            "property inspections",
+            "parking space allocation",
+        ),
+    ),
+    Category(
+        "software_apps",
+        "productivity and developer applications: calendars, notes, issue trackers, repositories",
+        (
+            "calendar scheduling",
+            "issue tracking",
+            "note taking",
+            "email drafting",
+            "spreadsheet editing",
+            "file sharing",
+            "video meetings",
+            "password vault",
+            "code review",
+            "continuous integration",
+            "feature flags",
+            "team chat",
+            "document signing",
+        ),
+    ),
+    Category(
+        "legal_compliance",
+        "contracts, regulations, audits, data-protection requests",
+        (
+            "contract review",
+            "regulatory filings",
+            "data subject requests",
+            "trademark search",
+            "compliance training",
+            "incident reporting",
+            "policy attestation",
+            "export control screening",
+            "litigation holds",
+            "vendor due diligence",
+            "anti-money-laundering checks",
+            "court deadlines",
+            "consent records",
+        ),
+    ),
+    Category(
+        "education_elearning",
+        "courses, enrolment, grading, quizzes, learning progress",
+        (
+            "course enrolment",
+            "quiz grading",
+            "learning progress tracking",
+            "assignment submission",
+            "lecture scheduling",
+            "flashcard practice",
+            "certificate issuing",
+            "discussion forums",
+            "tutor matching",
+            "attendance records",
+            "library loans",
+            "exam proctoring",
+            "language drills",
+        ),
+    ),
+    Category(
+        "robot_control",
+        "commanding robots: arms, mobile bases, drones, their sensors and missions",
+        (
+            "robot arm motion",
+            "mobile robot navigation",
+            "drone missions",
+            "gripper control",
+            "warehouse picking robots",
+            "robot battery docking",
+            "lidar mapping",
+            "fleet task allocation",
+            "teleoperation sessions",
+            "collision zones",
+            "camera calibration",
+            "welding robot programs",
+            "inspection crawler",
+        ),
+    ),
+    Category(
+        "agriculture_environmental",
+        "farms, crops, irrigation, weather and environmental sensing",
+        (
+            "irrigation control",
+            "crop monitoring",
+            "air quality sensing",
+            "soil moisture sensors",
+            "livestock tracking",
+            "greenhouse climate",
+            "pest alerts",
+            "harvest planning",
+            "weather station data",
+            "water level monitoring",
+            "fertiliser scheduling",
+            "forest fire detection",
+            "carbon accounting",
+        ),
+    ),
+    Category(
+        "healthcare_medical",
+        "patients, appointments, prescriptions, medical records and devices",
+        (
+            "appointment booking",
+            "prescription refills",
+            "vital signs monitoring",
+            "lab results",
+            "vaccination records",
+            "insurance claims",
+            "telehealth visits",
+            "hospital bed management",
+            "medication reminders",
+            "allergy records",
+            "referral letters",
+            "blood donation scheduling",
+            "medical device alerts",
+        ),
+    ),
+    Category(
+        "manufacturing_industrial_iot",
+        "production lines, machines, quality control and industrial sensors",
+        (
+            "machine telemetry",
+            "quality inspection",
+            "production scheduling",
+            "predictive maintenance",
+            "spare parts inventory",
+            "energy use of plants",
+            "shift handover logs",
+            "batch traceability",
+            "conveyor control",
+            "tool wear tracking",
+            "safety interlocks",
+            "supplier quality audits",
+            "downtime reporting",
+        ),
+    ),
+    Category(
+        "desktop_systems",
+        "operating-system tasks on a computer: files, processes, windows, backups",
+        (
+            "file management",
+            "process monitoring",
+            "backup jobs",
+            "disk usage",
+            "software installation",
+            "user accounts",
+            "clipboard history",
+            "window layouts",
+            "printer queues",
+            "system logs",
+            "scheduled tasks",
+            "network settings",
+            "screen capture",
+        ),
+    ),
+    Category(
+        "financial_trading",
+        "markets, orders, portfolios, quotes and risk",
+        (
+            "equity order management",
+            "portfolio rebalancing",
+            "market data quotes",
+            "options chains",
+            "risk limits",
+            "currency exchange",
+            "bond yields",
+            "crypto wallets",
+            "trade confirmations",
+            "dividend tracking",
+            "margin calls",
+            "watchlists",
+            "backtesting strategies",
+        ),
+    ),
+    Category(
+        "website_control",
+        "operating websites: pages, forms, content, navigation, analytics",
+        (
+            "content publishing",
+            "form submissions",
+            "site analytics",
+            "seo metadata",
+            "user comments moderation",
+            "shopping cart",
+            "newsletter signups",
+            "a/b test variants",
+            "redirect rules",
+            "image uploads",
+            "site search",
+            "cookie consent",
+            "uptime checks",
+        ),
+    ),
+    Category(
+        "gaming_entertainment",
+        "games, streaming, tickets and media libraries",
+        (
+            "game matchmaking",
+            "music streaming",
+            "event ticketing",
+            "player leaderboards",
+            "in-game inventory",
+            "movie recommendations",
+            "podcast subscriptions",
+            "tournament brackets",
+            "achievement tracking",
+            "concert setlists",
+            "board game rules",
+            "streaming chat moderation",
+            "cinema seat booking",
+        ),
+    ),
+)
+CATEGORY_NAMES: tuple[str, ...] = tuple(category.name for category in CATEGORIES)
+
+
+def category(name: str) -> Category:
+    for candidate in CATEGORIES:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(
+        f"category {name!r}: unknown; the categories of K2 Fig. 9 are {', '.join(CATEGORY_NAMES)}"
+    )
