@@ -4,12 +4,12 @@ lowers validation loss only a little (the report: 0.5–1.2%), while it costs in
 
 Quality: the `tiny` K2 model (4 layers, so 4 heads = #layers) against the same model with 8 heads; head
 dimensions, latent ranks, experts and everything else fixed; MuonClip at lr 1e-2, 80 steps of 8 × 64 tokens,
-two model-initialisation seeds each (the shared machine's budget; --seeds 3 if yours allows). Cost: decode
-tokens/s of both models at a long context (prefill, then tokens from MLA's latent cache, the two models
-alternated, best of N), the KV cache per token, and the attention FLOPs per decoded token counted from the
-shapes — for the tiny models and for K2's released shape at 128k.
+three model-initialisation seeds each. Cost: decode tokens/s of both models at a long context (prefill, then
+tokens from MLA's latent cache, the two models alternated, best of N), the KV cache per token, and the
+attention FLOPs per decoded token counted from the shapes — for the tiny models and for K2's released shape at
+128k.
 
-    python repro/attention_heads.py            # ~6 min on one shared core
+    python repro/attention_heads.py            # ~2 min on one core
     python repro/attention_heads.py --quick    # seconds
 """
 
@@ -93,7 +93,7 @@ def decode_tokens_per_second(
 
 
 def main() -> None:
-    exp = experiment(CLAIM, __doc__, default_seeds=2)
+    exp = experiment(CLAIM, __doc__, default_seeds=3)
     size = QUICK if exp.quick else FULL
     decode = DECODE_QUICK if exp.quick else DECODE_FULL
     corpus = shakespeare(exp.data_root, size["vocab"], exp.quick)

@@ -4,10 +4,10 @@ more total experts — higher sparsity — lower the validation loss at equal tr
 The `tiny` K2 model (1 dense + 3 MoE layers, MLA) on Shakespeare with 2 routed experts active per token plus
 1 shared expert, and 2, 4, 8, 16 routed experts in total: sparsity (total / active) 1, 2, 4, 8. Every other
 dimension is fixed, so each token's FLOPs are the same up to the router (hidden × experts, <1% here).
-MuonClip at lr 1e-2 and weight decay 0.1 (as in repro/qk_clip_loss.py), 80 steps of 8 × 64 tokens, two
+MuonClip at lr 1e-2 and weight decay 0.1 (as in repro/qk_clip_loss.py), 80 steps of 8 × 64 tokens, three
 model-initialisation seeds each, the same tokens.
 
-    python repro/sparsity_scaling.py            # ~10 min on one shared core
+    python repro/sparsity_scaling.py            # ~3 min on one core
     python repro/sparsity_scaling.py --quick    # seconds
 """
 
@@ -42,7 +42,7 @@ QUICK: dict[str, Any] = dict(
 
 
 def main() -> None:
-    exp = experiment(CLAIM, __doc__, default_seeds=2)
+    exp = experiment(CLAIM, __doc__, default_seeds=3)
     size = QUICK if exp.quick else FULL
     corpus = shakespeare(exp.data_root, size["vocab"], exp.quick)
     steps = size["steps"]
