@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test bench lint
+.PHONY: setup run test test-long bench lint
 
 setup: $(STAMP)
 
@@ -36,7 +36,10 @@ run: setup
 	$(BIN)/openk2 pretrain --recipe recipes/tiny.toml --resume
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not long"
+
+test-long: setup
+	$(BIN)/python -m pytest -m long
 
 lint: setup
 	$(BIN)/ruff check src tests bench repro

@@ -76,7 +76,7 @@ def pretrained_checkpoint(directory: Path, steps: int = 60) -> Path:
     return directory
 
 
-def sft_checkpoint(pretrained: Path, directory: Path, steps: int = 100) -> Path:
+def sft_checkpoint(pretrained: Path, directory: Path, steps: int = 200) -> Path:
     tokenizer = scripted_tokenizer()
     model = K2ForCausalLM.from_pretrained(pretrained)
     rows = []

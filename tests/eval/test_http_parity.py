@@ -25,7 +25,7 @@ def _replies(results):
     }
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_in_process_and_http_give_identical_replies_and_scores_at_temperature_0(checkpoint, tmp_path):
     local = run_suites(tmp_path / "local", model_config(str(checkpoint)), SUITES, SETTINGS, concurrency=1)
     with openk2_serve(["--checkpoint", str(checkpoint)], tmp_path / "serve.log") as url:

@@ -9,7 +9,7 @@ from openk2.cli import main
 from tests.eval.stages import pretrained_checkpoint, sft_checkpoint
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_stage_by_stage_results_side_by_side(tmp_path, capsys):
     pretrained = pretrained_checkpoint(tmp_path / "pretrain")
     sft = sft_checkpoint(pretrained, tmp_path / "sft")

@@ -85,7 +85,7 @@ def test_reference_actions_score_1_on_a_few_airline_tasks(airline):
         assert trajectory.env_final["db_hash"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_reference_actions_score_1_on_at_least_20_airline_tasks(airline):
     env, tasks = airline
     results = reference_rewards(env, tasks[:24])

@@ -71,7 +71,7 @@ def test_batched_answer_scores_equal_one_sequence_at_a_time() -> None:
             assert score == pytest.approx(alone, rel=1e-4, abs=1e-4)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_rephraser_fidelity_and_both_training_arms(tmp_path: Path, quick_data_root: Path) -> None:
     results = run_quick("rephrasing_vs_repetition", tmp_path, quick_data_root, "--seeds", "1")
     rephraser = results["rephraser"]

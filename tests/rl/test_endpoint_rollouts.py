@@ -20,7 +20,7 @@ from openk2.train.metrics import read_metrics
 from tests.rl.rl_setup import rl_sections, write_rl_recipe
 
 
-@pytest.mark.slow  # two RL iterations against a served copy of the warm policy
+@pytest.mark.long  # two RL iterations against a served copy of the warm policy
 def test_the_served_policy_loads_the_trained_weights_after_each_iteration(
     warm_policy: Path, tmp_path: Path
 ) -> None:

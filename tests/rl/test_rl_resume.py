@@ -46,7 +46,7 @@ def _logged(rollouts: Path, iteration: int) -> list[str]:
     return [line for line in lines if json.loads(line)["iteration"] == iteration]
 
 
-@pytest.mark.slow  # an RL run killed mid-iteration and resumed (~30 s after the shared warm-up)
+@pytest.mark.long  # an RL run killed mid-iteration and resumed (~30 s after the shared warm-up)
 def test_sigkill_mid_iteration_then_resume_trains_every_group_once(warm_policy: Path, tmp_path: Path) -> None:
     sections = rl_sections(
         tmp_path, warm_policy, name="killed",

@@ -17,7 +17,7 @@ from tests.sft.sft_recipe import sft_sections, write_sft_recipe
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow  # torchrun start-up and two FSDP2 processes
+@pytest.mark.long  # torchrun start-up and two FSDP2 processes
 def test_two_data_parallel_ranks_reproduce_one_process_with_twice_the_rows(
     pretrained_checkpoint: Path, tmp_path: Path
 ) -> None:

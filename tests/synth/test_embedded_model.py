@@ -23,7 +23,7 @@ from openk2.synth.models import ROLES
 from openk2.synth.tools import ToolRecord, schema_problems
 
 
-@pytest.mark.slow  # about a minute of 135M-model decoding on two CPU cores
+@pytest.mark.long  # about a minute of 135M-model decoding on two CPU cores
 def test_the_embedded_model_over_http_carries_every_stage(teacher, tmp_path):
     with BackgroundServer(create_app(teacher)) as server:
         endpoint = {"backend": "endpoint", "base_url": server.base_url, "timeout_s": 600.0}

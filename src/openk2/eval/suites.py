@@ -42,6 +42,9 @@ AREAS: dict[Area, str] = {  # Table 3's groups, in its order
     "general": "General Tasks",
 }
 LOGIC_PANEL_SIZE = 45  # five tasks of each of the logic environment's nine families
+LOGIC_PANEL_FAMILIES = (
+    "puzzle24", "sudoku", "cryptarithm", "cipher", "morse", "zebra", "tabular", "sorting", "digit_reversal",
+)  # fmt: skip
 ARITHMETIC_SIZE = 30  # one-digit sums have about as many held-out tasks
 Draw = Callable[[Environment, SuiteSettings], list[Task]]
 Annotate = Callable[[Environment, Task, Trajectory], Awaitable[dict[str, Any]]]
@@ -235,7 +238,8 @@ SUITES: dict[str, Suite] = {
             defaults=greedy,
             draw=gym_split(generated=LOGIC_PANEL_SIZE),
             score=accuracy("acc", answer_format=True),
-            env_settings={"difficulty": 2},
+            # named, so that a family added to the gym later does not change the panel
+            env_settings={"difficulty": 2, "sources": list(LOGIC_PANEL_FAMILIES)},
         ),
         Suite(
             name="ifeval-style",
