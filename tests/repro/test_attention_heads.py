@@ -48,7 +48,7 @@ def test_mla_cache_does_not_grow_with_heads_but_expanded_attention_flops_do() ->
         assert b["weights"] > a["weights"]
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the script run end to end in its quick form
 def test_doubling_heads_quality_and_decode_cost(tmp_path: Path, quick_data_root: Path) -> None:
     results = run_quick("attention_heads", tmp_path, quick_data_root, "--seeds", "1")
     four, eight = results["arms"]["4"], results["arms"]["8"]

@@ -46,7 +46,7 @@ def test_tokens_to_target_interpolates_between_evaluations() -> None:
     assert tokens_to_target(run, 3.0) is None
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the script run end to end in its quick form
 def test_both_optimizers_reach_the_target_at_their_best_rate(tmp_path: Path, quick_data_root: Path) -> None:
     results = run_quick("muon_vs_adamw", tmp_path, quick_data_root, "--seeds", "1")
     lrs = results["settings"]["lrs"]

@@ -14,7 +14,7 @@ from tests.repro.conftest import run_quick
 QUICK_OVERSHOOT = 2.0
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the script run end to end in its quick form
 def test_vanilla_muon_logits_pass_tau_and_muonclip_holds_them_near_it(
     tmp_path: Path, quick_data_root: Path
 ) -> None:

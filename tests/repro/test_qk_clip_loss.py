@@ -10,7 +10,7 @@ import pytest
 from tests.repro.conftest import run_quick
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the script run end to end in its quick form
 def test_clipped_and_unclipped_arms_with_their_seed_spread(tmp_path: Path, quick_data_root: Path) -> None:
     results = run_quick("qk_clip_loss", tmp_path, quick_data_root, "--seeds", "2")
     no_clip, clip = results["arms"]["no clip"], results["arms"]["tau 0.15"]

@@ -12,7 +12,7 @@ from tests.repro.conftest import run_quick
 HIDDEN, MOE_LAYERS, EXPERT_WIDTH = 128, 3, 64  # the tiny preset
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the script run end to end in its quick form
 def test_more_experts_at_the_same_activated_flops(tmp_path: Path, quick_data_root: Path) -> None:
     results = run_quick("sparsity_scaling", tmp_path, quick_data_root, "--seeds", "1")
     two, four = results["arms"]["2"], results["arms"]["4"]
