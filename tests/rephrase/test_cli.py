@@ -36,6 +36,7 @@ def all_records(tmp_path) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
+@pytest.mark.long  # the teacher served over HTTP rewrites a document (~20 s)
 def test_math_notes_mode_rewrites_in_a_learning_note_style(tmp_path, teacher):
     """`--mode math-notes` through the CLI, the teacher served over HTTP as `openk2 serve` would, writes a
     math-notes record; the same settings in process behind a recorder show the rewrite request carries the

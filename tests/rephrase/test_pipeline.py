@@ -157,6 +157,7 @@ def test_the_rephrased_corpus_feeds_tokenize_next_to_the_raw_text(tmp_path, leni
     assert manifest.train.num_documents + manifest.val.num_documents == 2 + len(rephrased)
 
 
+@pytest.mark.long  # a server start and a document rewritten twice by the teacher (~15 s)
 def test_the_http_back_end_gives_the_same_rephrasing_as_the_in_process_teacher(
     tmp_path, lenient_run, teacher
 ):
