@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,10 @@ class ImportReport:
     skipped_tools: list[dict[str, str]] = field(default_factory=list)
 
 
-class _Executor:
+class _Executor(ABC):
+    @abstractmethod
     async def call(self, name: str, arguments: dict[str, Any], episode: str) -> tuple[str, bool]:
         """(the result text, whether it is an error)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         return None

@@ -8,6 +8,7 @@ decay to 2e-5, weight decay 0.1. A misspelt key or a bad value is an error namin
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
@@ -211,9 +212,9 @@ class TrainingRecipe(RecipeSection):
             )
         return self
 
+    @abstractmethod
     def model_config_k2(self) -> K2Config:
         """The model's config, with the [train] balance-loss weight."""
-        raise NotImplementedError
 
     def on_device(self, device: DeviceName | None) -> Self:
         """The recipe with [train].device replaced (the CLI's --device); itself for None."""
