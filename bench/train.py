@@ -7,7 +7,7 @@ transformers: DeepseekV3ForCausalLM (same weights) with torch.optim.Muon on the 
 everything else — including the fused 3-D expert tensors, which torch.optim.Muon rejects — and the same clipping.
 Both read the same batches from the recipe's shards; they alternate in one process (min and median of N).
 A short real `pretrain` run adds its end-to-end median tokens/s (validation and checkpoints excluded).
-Usage: python bench/train.py [--recipe recipes/tiny.toml] [--repeats 7] [--pretrain-steps 20]
+Usage: python bench/train.py [--recipe recipes/pretrain-tiny.toml] [--repeats 7] [--pretrain-steps 20]
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _toml_value(value: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recipe", type=Path, default=Path("recipes/tiny.toml"))
+    parser.add_argument("--recipe", type=Path, default=Path("recipes/pretrain-tiny.toml"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--pretrain-steps", type=int, default=20)
     args = parser.parse_args()
