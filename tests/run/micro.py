@@ -15,13 +15,26 @@ from typing import Any
 
 import tomli_w
 
+import openk2.gym
 from tests.rl.rl_setup import REVERSAL
 from tests.train.small_run import SMALL_MODEL, VOCAB, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def micro_recipe(root: Path, rl: bool = False, evaluate: bool = False) -> dict[str, Any]:
+def write_tasks(path: Path) -> Path:
+    """40 train and 8 test digit-reversal tasks of the gym, as the tasks stage writes them."""
+    environment = openk2.gym.make("logic", **REVERSAL)
+    tasks = environment.tasks("train", n=40, seed=0) + environment.tasks("test", n=8, seed=0)
+    path.write_text("".join(task.model_dump_json(exclude_none=True) + "\n" for task in tasks))
+    return path
+
+
+def micro_recipe(
+    root: Path, rl: bool = False, evaluate: bool = False, tasks_stage: bool = True
+) -> dict[str, Any]:
+    """`tasks_stage=False`: SFT reads a task file written here instead of the pipeline's tasks stage (two
+    `openk2 gym show` processes fewer, for the test that runs in CI)."""
     corpus = root / "corpus"
     if not corpus.is_dir():
         corpus.mkdir(parents=True)
@@ -38,15 +51,18 @@ def micro_recipe(root: Path, rl: bool = False, evaluate: bool = False) -> dict[s
             "schedule": dict(warmup_steps=1, decay_fraction=0.5, final_lr=3e-4),
             "train": dict(batch_size=4, dtype="float32"),
         },
-        "sft_data": {"tasks": [dict(env="logic", settings=REVERSAL, n=40, validation=8)]},
         "sft": {
-            "run": dict(seed=0, steps=4, checkpoint_every=2, keep_checkpoints=2, val_every=4),
+            "run": dict(seed=0, steps=3, checkpoint_every=3, keep_checkpoints=1, val_every=3),
             "sft": dict(seq_len=64),
             "optim": dict(lr=3e-3, weight_decay=0.0),
             "schedule": dict(kind="cosine", warmup_steps=1, final_lr=3e-4),
             "train": dict(batch_size=2, dtype="float32"),
         },
     }
+    if tasks_stage:
+        recipe["sft_data"] = {"tasks": [dict(env="logic", settings=REVERSAL, n=40, validation=8)]}
+    else:
+        recipe["sft"]["sft"]["sources"] = [dict(kind="tasks", path=str(write_tasks(root / "tasks.jsonl")))]
     if rl:
         recipe["rl"] = {
             "run": dict(steps=3, checkpoint_every=1, keep_checkpoints=1),

@@ -25,12 +25,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from openk2.gym.environment import ENVIRONMENTS, environment_class
+from openk2.model import PRESETS, K2Config
 from openk2.recipes import RecipeSection, describe_errors, read_recipe_toml, validate_recipe
 from openk2.rephrase.config import RephraseRecipe
 from openk2.rl.recipe import RLRecipe
 from openk2.sft.recipe import SFTRecipe
 from openk2.synth.recipe import SynthRecipeFile
-from openk2.train.recipe import Recipe
+from openk2.train.recipe import ModelSection, Recipe
 
 EvaluatedStage = Literal["pretrain", "sft", "rl"]
 # what `openk2 run` writes into each stage's recipe: a recipe that sets one of these is refused
@@ -256,10 +257,10 @@ def _stage_problems(recipe: PipelineRecipe) -> list[str]:
                 tasks.environment_settings()
             except ValueError as error:
                 problems.append(f"[sft_data.tasks][{index}].{error}")
-        try:
-            pretrained = Recipe.model_validate_json(json.dumps(recipe.pretrain_recipe()), strict=True)
-            checkpoint = _stand_in_checkpoint(stand_ins / "checkpoint", pretrained)
-        except ValidationError:
+        try:  # the model pre-training will build, even when another of its tables has a problem
+            model = validate_recipe(ModelSection, sections.pretrain.get("model", {}), origin=None)
+            checkpoint = _stand_in_checkpoint(stand_ins / "checkpoint", model)
+        except ValueError:
             checkpoint = None  # reported by the pre-training check; SFT and RL cannot be checked without it
         if checkpoint is not None:
             tasks_file = _stand_in_file(stand_ins / "tasks.jsonl") if sections.sft_data.tasks else None
@@ -275,10 +276,11 @@ def _stage_problems(recipe: PipelineRecipe) -> list[str]:
     return problems
 
 
-def _stand_in_checkpoint(directory: Path, pretrained: Recipe) -> Path:
+def _stand_in_checkpoint(directory: Path, model: ModelSection) -> Path:
     """What the stages' validators read of a checkpoint: its config.json, and a tokenizer.json file."""
     directory.mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(pretrained.model_config_k2().to_hf_dict()))
+    config = K2Config(**{**PRESETS[model.preset], **model.overrides})
+    (directory / "config.json").write_text(json.dumps(config.to_hf_dict()))
     (directory / "tokenizer.json").write_text("{}")
     return directory
 
@@ -290,8 +292,8 @@ def _stand_in_file(path: Path) -> Path:
 
 def _within(stage: str, problems: str) -> str:
     """`[run].steps: ...` of a stage's own recipe -> `[sft.run].steps: ...` ([synth...] already names itself)."""
-    if stage in ("synth", "rephrase"):
-        return problems
+    if stage in ("synth", "rephrase"):  # their recipes are one table of that name
+        return _stage_paths(problems)
     return re.sub(r"\[([a-z_]+)([\].])", lambda match: f"[{stage}.{match[1]}{match[2]}", problems)
 
 

@@ -1,0 +1,120 @@
+"""The pipeline recipe is validated whole before anything runs: every stage's table by that stage's own
+model, every problem named `[stage.section].field`, all of them at once. Fast: nothing is trained."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openk2.cli import main
+from openk2.run.recipe import load_pipeline_recipe
+from openk2.run.stages import plan
+from tests.run.micro import micro_recipe, write_pipeline_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE_RECIPES = ["tiny.toml", "small.toml", "gpu.toml"]
+
+
+@pytest.mark.parametrize("name", PIPELINE_RECIPES)
+def test_every_pipeline_recipe_in_recipes_validates(name: str) -> None:
+    recipe = load_pipeline_recipe(REPO / "recipes" / name)
+    stages, _ = plan(recipe)
+    assert [stage.name for stage in stages][:2] == ["data", "pretrain"]
+
+
+def test_the_tiny_recipe_runs_every_stage_and_evaluates_after_each_training_stage() -> None:
+    stages, not_run = plan(load_pipeline_recipe(REPO / "recipes" / "tiny.toml"))
+    assert [stage.name for stage in stages] == [
+        "data", "pretrain", "eval-pretrain", "synth", "tasks", "sft", "eval-sft", "rl", "eval-rl",
+    ]  # fmt: skip
+    assert not_run == ["rephrase: no [rephrase] table (the corpus is pre-trained on as it is)"]
+    sft = next(stage for stage in stages if stage.name == "sft")
+    assert (
+        sft.recipe is not None
+        and sft.recipe["init"]["checkpoint"] == "runs/tiny/pretrain/checkpoints/step_000300"
+    )
+    kinds = [source["kind"] for source in sft.recipe["sft"]["sources"]]
+    assert kinds == ["chat", "tasks", "trajectories"]  # the recipe's own, then the gym's and synthesis'
+
+
+def edited(tmp_path: Path, change: dict[str, Any], drop: tuple[str, ...] = ()) -> Path:
+    recipe = micro_recipe(tmp_path)
+    for dotted, value in change.items():
+        *tables, field = dotted.split(".")
+        table = recipe
+        for name in tables:
+            table = table.setdefault(name, {})
+        table[field] = value
+    for name in drop:
+        del recipe[name]
+    return write_pipeline_recipe(tmp_path / "recipe.toml", recipe)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"sft.optim.lr": "3e-3"}, "[sft.optim].lr: Input should be a valid number"),
+        ({"rl.rl.groups_per_iteraton": 2, "rl.rl.tasks": [{"env": "logic"}]}, "[rl.rl].groups_per_iteraton: Extra inputs are not permitted"),
+        ({"pretrain.train.batch_size": 0}, "[pretrain.train].batch_size: Input should be greater than 0"),
+        ({"pretrain.schedule.warmup_steps": 40}, "[pretrain.schedule].warmup_steps 40 exceeds [pretrain.run].steps 4"),
+        ({"sft.sft.seq_len": 4096}, "[sft.sft].seq_len 4096 exceeds the checkpoint's max_position_embeddings 128"),
+        ({"synth.tools": {"categories": ["cooking"]}}, "[synth.tools].categories: ['cooking']: not categories"),
+        ({"sft.init": {"checkpoint": "x"}}, "[sft].init: openk2 run fills it in (the previous stage's final checkpoint)"),
+        ({"pretrain.data.shards_dir": "x"}, "[pretrain.data].shards_dir: openk2 run fills it in"),
+        ({"eval.suites": "humaneval,nope"}, "[eval].suites: --suite: unknown suite 'nope'"),
+        ({"sft_data.tasks": [{"env": "logic", "n": 4, "settings": {"difficulty": 1, "colour": 2}}]}, "[sft_data.tasks][0].settings: logic has no settings ['colour']"),
+        ({"sfft.run": {}}, "[sfft]: Extra inputs are not permitted"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_is_named_by_stage_section_and_field(tmp_path: Path, change: dict, problem: str) -> None:
+    recipe = edited(tmp_path, change)
+    with pytest.raises(ValueError, match="^" + str(recipe).replace(".", r"\.") + ": ") as raised:
+        load_pipeline_recipe(recipe)
+    assert problem in str(raised.value)
+
+
+def test_every_problem_of_every_stage_is_reported_at_once(tmp_path: Path) -> None:
+    recipe = edited(tmp_path, {"pretrain.optim.lr": -1.0, "sft.run.steps": 0, "sft.train.batch_sise": 2})
+    with pytest.raises(ValueError) as raised:
+        load_pipeline_recipe(recipe)
+    for problem in ("[pretrain.optim].lr", "[sft.run].steps", "[sft.train].batch_sise"):
+        assert problem in str(raised.value)
+
+
+def test_a_recipe_without_sft_is_refused_and_one_without_rl_ends_at_sft(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\[sft\]: Field required"):
+        load_pipeline_recipe(edited(tmp_path, {}, drop=("sft",)))
+    stages, not_run = plan(load_pipeline_recipe(edited(tmp_path, {})))
+    assert stages[-1].name == "sft"
+    assert [note.split(":")[0] for note in not_run] == ["rephrase", "synth", "rl", "eval"]
+
+
+def test_the_command_refuses_a_bad_recipe_in_one_line_before_any_stage_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = edited(tmp_path, {"sft.optim.lr": "fast"})
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--recipe", str(recipe)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "[sft.optim].lr: Input should be a valid number" in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_stage_recipes_written_are_the_stages_own_format(tmp_path: Path) -> None:
+    """What openk2 run writes into runs/<name>/<stage>/recipe.toml is what `openk2 <verb> --recipe` reads."""
+    import tomli_w
+
+    from openk2.recipes import validate_recipe
+    from openk2.sft.recipe import SFTRecipe
+
+    stages, _ = plan(load_pipeline_recipe(edited(tmp_path, {})))
+    sft = next(stage for stage in stages if stage.name == "sft")
+    assert sft.recipe is not None
+    document = tomllib.loads(tomli_w.dumps(sft.recipe))
+    assert document["run"]["output_dir"] == str(tmp_path / "runs" / "micro")
+    with pytest.raises(ValueError, match=r"\[init\]\.checkpoint: .*step_000004 lacks"):
+        validate_recipe(SFTRecipe, document, "recipe.toml")  # the checkpoint pre-training will write
