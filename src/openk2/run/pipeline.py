@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -87,8 +88,16 @@ def run_stage(stage: Stage, digests: dict[str, str], progress: ProgressReport) -
 def _run_command(stage: Stage, command: list[str], log: IO[str], progress: ProgressReport) -> bytes:
     """One `openk2` command; its lines go to the log and the console (its standard output, when that is the
     stage's output file, is returned instead)."""
-    argv = [sys.executable, "-m", "openk2", *command]
-    log.write(f"$ openk2 {' '.join(command)}\n")
+    # torchrun as `python -m torch.distributed.run`: the interpreter running openk2 run, whatever PATH holds
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", *stage.launcher[1:]]
+        if stage.launcher
+        else [sys.executable]
+    )
+    argv = [*launcher, "-m", "openk2", *command]
+    log.write(
+        f"$ {shlex.join([*stage.launcher, '-m', 'openk2'] if stage.launcher else ['openk2'])} {shlex.join(command)}\n"
+    )
     log.flush()
     capture = stage.stdout_to is not None
     process = subprocess.Popen(
@@ -114,7 +123,7 @@ def _run_command(stage: Stage, command: list[str], log: IO[str], progress: Progr
     if process.returncode != 0:
         raise StageFailed(
             f"stage {stage.name} failed (exit {process.returncode}); its log: {stage.log_file}; "
-            f"to run it alone: openk2 {' '.join(command)}"
+            f"to run it alone: {stage.shell_commands()[stage.commands.index(command)]}"
         )
     return output
 

@@ -56,6 +56,15 @@ class RunSection(RecipeSection):
     rephrase_input: Path | None = Field(
         default=None, description="the documents [rephrase] rewrites (.jsonl with 'text', or .txt)"
     )
+    nproc_per_node: int = Field(
+        default=1, ge=1, description="> 1: pretrain, sft and rl run under torchrun with this many processes"
+    )
+
+    def launcher(self) -> list[str]:
+        """What precedes `-m openk2 <verb>` for a training stage (torchrun reads [parallel] dp and ep)."""
+        if self.nproc_per_node == 1:
+            return []
+        return ["torchrun", "--standalone", "--nproc-per-node", str(self.nproc_per_node)]
 
     @property
     def root(self) -> Path:

@@ -33,6 +33,7 @@ class Stage:
     recipe: dict[str, Any] | None = None  # written to <directory>/recipe.toml before the commands run
     inputs: list[str] = field(default_factory=list)  # stages whose outputs the commands read
     stdout_to: Path | None = None  # the commands' standard output, concatenated, is the output file
+    launcher: list[str] = field(default_factory=list)  # e.g. torchrun and its flags; empty: one process
 
     @property
     def recipe_file(self) -> Path:
@@ -44,7 +45,8 @@ class Stage:
 
     def shell_commands(self) -> list[str]:
         """How to run this stage alone, as the plan prints it."""
-        lines = [shlex.join(["openk2", *command]) for command in self.commands]
+        program = [*self.launcher, "-m", "openk2"] if self.launcher else ["openk2"]
+        lines = [shlex.join([*program, *command]) for command in self.commands]
         if self.stdout_to is not None:
             lines = [
                 f"{line} {'>' if index == 0 else '>>'} {self.stdout_to}" for index, line in enumerate(lines)
@@ -111,6 +113,7 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
             final_checkpoint(pretrain_dir, pretrain),
             pretrain,
             inputs=["data"],
+            launcher=sections.run.launcher(),
         )
     )
 
@@ -161,6 +164,7 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
             final_checkpoint(sft_dir, sft),
             sft,
             inputs=["pretrain", *(["tasks"] if tasks_file else []), *(["synth"] if trajectories else [])],
+            launcher=sections.run.launcher(),
         )
     )
 
@@ -176,6 +180,7 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
                 final_checkpoint(rl_dir, rl),
                 rl,
                 inputs=["sft"],
+                launcher=sections.run.launcher(),
             )
         )
     else:
