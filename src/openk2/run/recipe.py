@@ -126,7 +126,7 @@ class EvalSection(RecipeSection):
         return suites
 
     def flags(self) -> list[str]:
-        flags = ["--suite", self.suites, "--concurrency", str(self.concurrency), "--no-progress"]
+        flags = ["--suite", self.suites, "--concurrency", str(self.concurrency)]
         if self.n is not None:
             flags += ["--n", str(self.n)]
         if self.max_tokens is not None:

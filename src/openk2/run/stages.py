@@ -126,7 +126,7 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
                 "synth",
                 "agentic data synthesis (K2 report §3.1.1)",
                 synth_dir,
-                [["synth", "--recipe", str(synth_dir / RECIPE_FILE), "--no-progress"]],
+                [["synth", "--recipe", str(synth_dir / RECIPE_FILE)]],
                 trajectories,
                 recipe.synth_recipe(),
             )
