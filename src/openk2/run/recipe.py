@@ -20,7 +20,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -110,7 +110,7 @@ class SFTDataSection(RecipeSection):
 class EvalSection(RecipeSection):
     """`openk2 eval` on each named stage's final checkpoint, with these flags."""
 
-    after: list[EvaluatedStage] = Field(default_factory=lambda: ["pretrain", "sft", "rl"])
+    after: list[EvaluatedStage] = Field(default_factory=lambda: list(get_args(EvaluatedStage)))
     suites: str = Field(default="tiny", min_length=1, description="as --suite: suites and groups")
     n: int | None = Field(default=None, gt=0, description="at most this many tasks per suite")
     max_tokens: int | None = Field(default=None, gt=0, description="the reply cap")
@@ -267,8 +267,8 @@ def _stage_problems(recipe: PipelineRecipe) -> list[str]:
             except ValueError as error:
                 problems.append(f"[sft_data.tasks][{index}].{error}")
         try:  # the model pre-training will build, even when another of its tables has a problem
-            model = validate_recipe(ModelSection, sections.pretrain.get("model", {}), origin=None)
-            checkpoint = _stand_in_checkpoint(stand_ins / "checkpoint", model)
+            built = validate_recipe(ModelSection, sections.pretrain.get("model", {}), origin=None)
+            checkpoint = _stand_in_checkpoint(stand_ins / "checkpoint", built)
         except ValueError:
             checkpoint = None  # reported by the pre-training check; SFT and RL cannot be checked without it
         if checkpoint is not None:
@@ -277,9 +277,9 @@ def _stage_problems(recipe: PipelineRecipe) -> list[str]:
             checks.append(("sft", SFTRecipe, recipe.sft_recipe(checkpoint, tasks_file, trajectories)))
             if sections.rl is not None:
                 checks.append(("rl", RLRecipe, recipe.rl_recipe(checkpoint)))
-        for stage, model, table in checks:
+        for stage, stage_model, table in checks:
             try:
-                validate_recipe(model, table, origin=None)
+                validate_recipe(stage_model, table, origin=None)
             except ValueError as error:
                 problems.append(_within(stage, str(error)))
     return problems
