@@ -150,3 +150,21 @@ def test_every_recipe_in_recipes_is_a_pipeline_or_a_valid_stage_recipe(tmp_path:
         else:
             model = next(stage_models[table] for table in document if table in stage_models)
         validate_recipe(model, document, name)
+
+
+def test_sft_learns_without_an_empty_synthesis_output_and_says_so(tmp_path: Path) -> None:
+    from openk2.run.stages import without_empty_sources
+
+    recipe = micro_recipe(tmp_path)
+    recipe["synth"] = {"seed": 0}
+    stages, _ = plan(load_pipeline_recipe(write_pipeline_recipe(tmp_path / "recipe.toml", recipe)))
+    sft = next(stage for stage in stages if stage.name == "sft")
+    (trajectories,) = sft.optional_sources
+    trajectories.parent.mkdir(parents=True)
+    trajectories.write_text("")  # the judge kept no trajectory
+    resolved, notes = without_empty_sources(sft)
+    assert resolved.recipe is not None
+    assert [source["kind"] for source in resolved.recipe["sft"]["sources"]] == ["tasks"]
+    assert notes == [f"{trajectories} holds no record: SFT learns without it"]
+    trajectories.write_text('{"id": "a"}\n')
+    assert without_empty_sources(sft) == (sft, [])

@@ -27,7 +27,7 @@ from openk2.io import atomic_write_bytes, atomic_write_text
 from openk2.progress import ProgressReport
 from openk2.run.ledger import StageRecord, mark_finished, mark_started, stage_key, stage_status
 from openk2.run.recipe import PipelineRecipe
-from openk2.run.stages import Stage
+from openk2.run.stages import Stage, without_empty_sources
 
 Action = Literal["ran", "resumed", "skipped"]
 
@@ -41,6 +41,7 @@ class StageOutcome:
     stage: Stage
     action: Action
     record: StageRecord  # its stage.json: the key, the output digest, the seconds it took
+    notes: tuple[str, ...] = ()  # what the stage was run without (an empty optional source)
 
 
 def run_stages(stages: list[Stage], console: Console) -> list[StageOutcome]:
@@ -58,6 +59,9 @@ def run_stages(stages: list[Stage], console: Console) -> list[StageOutcome]:
 
 
 def run_stage(stage: Stage, digests: dict[str, str], progress: ProgressReport) -> StageOutcome:
+    stage, notes = without_empty_sources(stage)
+    for note in notes:
+        progress.note(f"── {stage.name}: {note}")
     inputs = {name: digests[name] for name in stage.inputs}
     key = stage_key(stage.shell_commands(), stage.recipe, inputs)
     status, finished = stage_status(stage.directory, key)
@@ -65,7 +69,7 @@ def run_stage(stage: Stage, digests: dict[str, str], progress: ProgressReport) -
         progress.note(
             f"── {stage.name}: current, skipped (ran in {finished.seconds:.0f} s, {finished.finished})"
         )
-        return StageOutcome(stage, "skipped", finished)
+        return StageOutcome(stage, "skipped", finished, tuple(notes))
     if status == "new" and stage.directory.exists():  # settings or inputs changed: start over
         shutil.rmtree(stage.directory)
     stage.directory.mkdir(parents=True, exist_ok=True)
@@ -82,7 +86,8 @@ def run_stage(stage: Stage, digests: dict[str, str], progress: ProgressReport) -
         outputs = [_run_command(stage, command, log, progress) for command in stage.commands]
     if stage.stdout_to is not None:
         atomic_write_bytes(stage.stdout_to, b"".join(outputs))
-    return StageOutcome(stage, action, mark_finished(stage.directory, record, time.monotonic() - started))
+    seconds = time.monotonic() - started
+    return StageOutcome(stage, action, mark_finished(stage.directory, record, seconds), tuple(notes))
 
 
 def _run_command(stage: Stage, command: list[str], log: IO[str], progress: ProgressReport) -> bytes:

@@ -109,7 +109,7 @@ def _stages_table(root: Path, outcomes: list[StageOutcome]) -> str:
         action = {"ran": "ran", "resumed": "resumed after an interruption", "skipped": "skipped: current"}
         rows.append(
             f"<tr><td class='num'>{index}</td><td><b>{html.escape(stage.name)}</b></td>"
-            f"<td>{html.escape(stage.title)}</td>"
+            f"<td>{html.escape(stage.title)}{''.join(f'<br><i>{html.escape(n)}</i>' for n in outcome.notes)}</td>"
             f"<td><span class='{outcome.action}'>{action[outcome.action]}</span></td>"
             f"<td class='num'>{record.seconds:.0f} s</td><td>{html.escape(record.finished[:16].replace('T', ' '))}</td>"
             f"<td><code>{html.escape(_relative(stage.output, root))}</code>{link}</td></tr>"

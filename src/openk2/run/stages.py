@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class Stage:
     inputs: list[str] = field(default_factory=list)  # stages whose outputs the commands read
     stdout_to: Path | None = None  # the commands' standard output, concatenated, is the output file
     launcher: list[str] = field(default_factory=list)  # e.g. torchrun and its flags; empty: one process
+    # SFT sources that an earlier stage writes and that may hold no record (the embedded model's synthesis
+    # can keep no trajectory): SFT refuses an empty source, so such a source is left out, and said so
+    optional_sources: tuple[Path, ...] = ()
 
     @property
     def recipe_file(self) -> Path:
@@ -52,6 +55,17 @@ class Stage:
                 f"{line} {'>' if index == 0 else '>>'} {self.stdout_to}" for index, line in enumerate(lines)
             ]
         return lines
+
+
+def without_empty_sources(stage: Stage) -> tuple[Stage, list[str]]:
+    """The stage with its optional sources that hold no record left out of its recipe, and a note for each."""
+    empty = [path for path in stage.optional_sources if not path.read_text(encoding="utf-8").strip()]
+    if not empty or stage.recipe is None:
+        return stage, []
+    recipe = json.loads(json.dumps(stage.recipe))
+    recipe["sft"]["sources"] = [s for s in recipe["sft"]["sources"] if Path(s["path"]) not in empty]
+    notes = [f"{path} holds no record: SFT learns without it" for path in empty]
+    return replace(stage, recipe=recipe), notes
 
 
 def final_checkpoint(run_dir: Path, recipe: dict[str, Any]) -> Path:
@@ -165,6 +179,7 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
             sft,
             inputs=["pretrain", *(["tasks"] if tasks_file else []), *(["synth"] if trajectories else [])],
             launcher=sections.run.launcher(),
+            optional_sources=(trajectories,) if trajectories else (),
         )
     )
 
