@@ -16,7 +16,7 @@ from typing import Any
 import tomli_w
 
 import openk2.gym
-from tests.rl.rl_setup import REVERSAL
+from tests.rl.rl_setup import REVERSAL, rl_sections
 from tests.train.small_run import SMALL_MODEL, VOCAB, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,10 +31,11 @@ def write_tasks(path: Path) -> Path:
 
 
 def micro_recipe(
-    root: Path, rl: bool = False, evaluate: bool = False, tasks_stage: bool = True
+    root: Path, rl: bool = False, evaluate: bool = False, tasks_stage: bool = True, longer: bool = False
 ) -> dict[str, Any]:
     """`tasks_stage=False`: SFT reads a task file written here instead of the pipeline's tasks stage (two
-    `openk2 gym show` processes fewer, for the test that runs in CI)."""
+    `openk2 gym show` processes fewer, for the test that runs in CI). `longer`: pre-training and RL run long
+    enough, with checkpoints along the way, for a kill to land between checkpoints."""
     corpus = root / "corpus"
     if not corpus.is_dir():
         corpus.mkdir(parents=True)
@@ -63,22 +64,22 @@ def micro_recipe(
         recipe["sft_data"] = {"tasks": [dict(env="logic", settings=REVERSAL, n=40, validation=8)]}
     else:
         recipe["sft"]["sft"]["sources"] = [dict(kind="tasks", path=str(write_tasks(root / "tasks.jsonl")))]
-    if rl:
-        recipe["rl"] = {
-            "run": dict(steps=3, checkpoint_every=1, keep_checkpoints=1),
-            "optim": dict(lr=3e-3, weight_decay=0.0),
-            "schedule": dict(warmup_steps=0, decay_fraction=0.0, final_lr=3e-3),
-            "train": dict(batch_size=16, dtype="float32"),
-            "rl": dict(
-                tau=1.0,
-                groups_per_iteration=2,
-                samples_per_group=4,
-                budget={"logic": 8},
-                eval={"every": 3, "tasks": 8},
-                critic={"verified_pairs_per_group": 0},
-                tasks=[dict(env="logic", settings=REVERSAL, pool=50)],
-            ),
-        }
+    if longer:
+        recipe["pretrain"]["run"].update(steps=60, checkpoint_every=10, val_every=60)
+    if rl:  # the RL tests' recipe, smaller; openk2 run fills in [init] and the run directory
+        rl_recipe = rl_sections(
+            root,
+            "filled-in",
+            run=dict(steps=3, checkpoint_every=1),
+            train=dict(batch_size=16, dtype="float32"),
+            rl=dict(groups_per_iteration=2, samples_per_group=4, eval={"every": 3, "tasks": 8}),
+            tasks=[dict(env="logic", settings=REVERSAL, pool=50)],
+        )
+        del rl_recipe["init"], rl_recipe["run"]["name"], rl_recipe["run"]["output_dir"]
+        rl_recipe["rl"]["tasks"] = rl_recipe.pop("tasks")
+        recipe["rl"] = rl_recipe
+    if rl and longer:
+        recipe["rl"]["run"].update(steps=12, checkpoint_every=3)
     if evaluate:
         recipe["eval"] = {"after": ["sft", "rl"], "suites": "reversal", "n": 8, "max_tokens": 8}
     return recipe

@@ -66,7 +66,7 @@ def edited(tmp_path: Path, change: dict[str, Any], drop: tuple[str, ...] = ()) -
         ({"sft.init": {"checkpoint": "x"}}, "[sft].init: openk2 run fills it in (the previous stage's final checkpoint)"),
         ({"pretrain.data.shards_dir": "x"}, "[pretrain.data].shards_dir: openk2 run fills it in"),
         ({"eval.suites": "humaneval,nope"}, "[eval].suites: --suite: unknown suite 'nope'"),
-        ({"sft_data.tasks": [{"env": "logic", "n": 4, "settings": {"difficulty": 1, "colour": 2}}]}, "[sft_data.tasks][0].settings: logic has no settings ['colour']"),
+        ({"sft_data.tasks": [{"env": "logic", "n": 4, "settings": {"difficulty": 1, "colour": 2}}]}, "[sft_data.tasks][0]: settings: logic has no settings ['colour']"),
         ({"sfft.run": {}}, "[sfft]: Extra inputs are not permitted"),
     ],
 )  # fmt: skip

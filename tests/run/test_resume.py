@@ -22,7 +22,9 @@ STAGES = ("data", "pretrain", "tasks", "sft", "eval/sft", "rl", "eval/rl")
 
 
 def pipeline(root: Path) -> Path:
-    return write_pipeline_recipe(root / "recipe.toml", micro_recipe(root, rl=True, evaluate=True))
+    return write_pipeline_recipe(
+        root / "recipe.toml", micro_recipe(root, rl=True, evaluate=True, longer=True)
+    )
 
 
 def numbers(root: Path) -> dict[str, object]:
@@ -74,10 +76,10 @@ def test_a_killed_run_skips_finished_stages_resumes_the_interrupted_one_and_ends
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         cwd=REPO,
     )
-    while not (run / victim / "started.json").exists():  # the victim stage has begun
-        assert process.poll() is None, "openk2 run ended before the stage to interrupt began"
-        time.sleep(0.05)
-    delay = random.Random().uniform(0.5, 4.0)  # somewhere inside the stage (it takes ~5-15 s)
+    while not list((run / victim / "checkpoints").glob("step_*/manifest.json")):  # its first checkpoint
+        assert process.poll() is None, "openk2 run ended before the stage to interrupt checkpointed"
+        time.sleep(0.02)
+    delay = random.Random().uniform(0.0, 1.0)  # somewhere after it, before or after the next ones
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -96,4 +98,5 @@ def test_a_killed_run_skips_finished_stages_resumes_the_interrupted_one_and_ends
         f"── {victim}: " in rerun.stdout
         and "(resuming)" in rerun.stdout.split(f"── {victim}: ")[1].split("\n")[0]
     )
+    assert "resuming from" in (run / victim / "log.txt").read_text()  # from a checkpoint, not step 0
     assert numbers(root) == numbers(tmp_path / "a")

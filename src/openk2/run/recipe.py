@@ -24,11 +24,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from openk2.gym.environment import ENVIRONMENTS, environment_class
 from openk2.model import PRESETS, K2Config
 from openk2.recipes import RecipeSection, describe_errors, read_recipe_toml, validate_recipe
 from openk2.rephrase.config import RephraseRecipe
-from openk2.rl.recipe import RLRecipe
+from openk2.rl.recipe import RLRecipe, TaskSource
 from openk2.sft.recipe import SFTRecipe
 from openk2.synth.recipe import SynthRecipeFile
 from openk2.train.recipe import ModelSection, Recipe
@@ -81,20 +80,6 @@ class GymTasks(RecipeSection):
         default=0, ge=0, description="test-split tasks too: SFT's validation loss, never trained on"
     )
     seed: int = Field(default=0, ge=0)
-
-    @field_validator("env")
-    @classmethod
-    def _known_environment(cls, env: str) -> str:
-        if env not in ENVIRONMENTS:
-            raise ValueError(f"unknown environment {env!r}; known environments: {', '.join(ENVIRONMENTS)}")
-        return env
-
-    def environment_settings(self) -> dict[str, Any]:
-        settings_type = environment_class(self.env).Settings
-        unknown = sorted(set(self.settings) - set(settings_type.model_fields))
-        if unknown:
-            raise ValueError(f"settings: {self.env} has no settings {unknown}")
-        return self.settings
 
 
 class SFTDataSection(RecipeSection):
@@ -261,11 +246,11 @@ def _stage_problems(recipe: PipelineRecipe) -> list[str]:
                 problems.append(f"[run].rephrase_input: {sections.run.rephrase_input} is not a file")
         if sections.synth is not None:
             checks.append(("synth", SynthRecipeFile, recipe.synth_recipe()))
-        for index, tasks in enumerate(sections.sft_data.tasks):
+        for index, tasks in enumerate(sections.sft_data.tasks):  # as RL checks its environments
             try:
-                tasks.environment_settings()
+                validate_recipe(TaskSource, {"env": tasks.env, "settings": tasks.settings}, None, within="")
             except ValueError as error:
-                problems.append(f"[sft_data.tasks][{index}].{error}")
+                problems.append(f"[sft_data.tasks][{index}]: {error}")
         try:  # the model pre-training will build, even when another of its tables has a problem
             built = validate_recipe(ModelSection, sections.pretrain.get("model", {}), origin=None)
             checkpoint = _stand_in_checkpoint(stand_ins / "checkpoint", built)
