@@ -168,3 +168,19 @@ def test_sft_learns_without_an_empty_synthesis_output_and_says_so(tmp_path: Path
     assert notes == [f"{trajectories} holds no record: SFT learns without it"]
     trajectories.write_text('{"id": "a"}\n')
     assert without_empty_sources(sft) == (sft, [])
+
+
+def test_a_rephrase_table_adds_the_rewritten_documents_to_the_corpus(tmp_path: Path) -> None:
+    recipe = micro_recipe(tmp_path)
+    recipe["rephrase"] = {"mode": "knowledge", "variants": 1, "rewriter": {"backend": "teacher"}}
+    with pytest.raises(ValueError, match=r"\[run\]\.rephrase_input: \[rephrase\] needs the documents"):
+        load_pipeline_recipe(write_pipeline_recipe(tmp_path / "recipe.toml", recipe))
+    recipe["run"]["rephrase_input"] = str(REPO / "samples" / "knowledge.jsonl")
+    stages, not_run = plan(load_pipeline_recipe(write_pipeline_recipe(tmp_path / "recipe.toml", recipe)))
+    rephrase, data = stages[0], stages[1]
+    assert (rephrase.name, data.inputs) == ("rephrase", ["rephrase"])
+    assert data.recipe is not None and data.recipe["data"]["corpus"] == [
+        str(tmp_path / "corpus"),
+        str(rephrase.output),
+    ]
+    assert not any(note.startswith("rephrase") for note in not_run)
