@@ -246,7 +246,7 @@ SUITES: dict[str, Suite] = {
         Suite(
             name="reversal",
             benchmark="Digit reversal (the tiny RL task)",
-            metric="Acc",
+            metric="Avg@{samples}",  # greedy by default; sampled at RL's temperature, the reward RL raises
             area="math",
             env="logic",
             source="OpenK2 generator (short_reversal: 'Reverse 639' -> '936')",
