@@ -28,7 +28,7 @@ def test_the_tiny_recipe_runs_end_to_end_into_one_report(tmp_path: Path) -> None
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     run = tmp_path / "runs" / "tiny"
     assert f"{len(STAGES)} stages run, 0 skipped as current" in completed.stdout
-    assert f"openk2 serve --checkpoint {run}/rl/checkpoints/step_000012" in completed.stdout
+    assert f"openk2 serve --checkpoint {run}/rl/checkpoints/step_000020" in completed.stdout
     report = (run / "report.html").read_text()
     for stage in STAGES:
         assert f"<b>{stage}</b>" in report
