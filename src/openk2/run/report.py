@@ -45,7 +45,8 @@ h1 { font-size: 1.5rem; margin-bottom: 0.2rem; } h2 { font-size: 1.15rem; margin
 p.sub, p.muted { color: #555; font-size: 0.9rem; }
 table.stages { border-collapse: collapse; font-size: 0.9rem; }
 table.stages th, table.stages td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #e4e4e7; text-align: left; }
-table.stages td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.stages td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.stages td.nowrap { white-space: nowrap; }
 span.skipped { color: #71717a; } span.resumed { color: #b45309; } span.ran { color: #15803d; }
 div.plots { display: flex; flex-wrap: wrap; gap: 0.5rem; }
 figure { margin: 0; width: 570px; } figure img { width: 100%; border: 1px solid #e4e4e7; }
@@ -65,8 +66,8 @@ def write_run_report(
         f"<h1>OpenK2 run {html.escape(recipe.sections.run.name)}</h1>",
         f"<p class='sub'>The K2 recipe end to end from <code>{html.escape(str(recipe.path))}</code>: "
         "pre-training (K2 report §2) → post-training: SFT (§3.1) and RL (§3.2) → evaluation (§4). "
-        f"This invocation took {wall_seconds / 60:.1f} min; the stages' own times add up to "
-        f"{sum(o.record.seconds for o in outcomes) / 60:.1f} min.</p>",
+        f"This invocation took {_duration(wall_seconds)}; the stages' own times add up to "
+        f"{_duration(sum(o.record.seconds for o in outcomes))}.</p>",
         "<h2>Stages</h2>",
         _stages_table(root, outcomes),
         *(f"<p class='muted'>not run: {html.escape(note)}</p>" for note in not_run),
@@ -108,10 +109,11 @@ def _stages_table(root: Path, outcomes: list[StageOutcome]) -> str:
         link = f" · <a href='{_relative(report, root)}'>its report</a>" if report.is_file() else ""
         action = {"ran": "ran", "resumed": "resumed after an interruption", "skipped": "skipped: current"}
         rows.append(
-            f"<tr><td class='num'>{index}</td><td><b>{html.escape(stage.name)}</b></td>"
+            f"<tr><td class='num'>{index}</td><td class='nowrap'><b>{html.escape(stage.name)}</b></td>"
             f"<td>{html.escape(stage.title)}{''.join(f'<br><i>{html.escape(n)}</i>' for n in outcome.notes)}</td>"
-            f"<td><span class='{outcome.action}'>{action[outcome.action]}</span></td>"
-            f"<td class='num'>{record.seconds:.0f} s</td><td>{html.escape(record.finished[:16].replace('T', ' '))}</td>"
+            f"<td class='nowrap'><span class='{outcome.action}'>{action[outcome.action]}</span></td>"
+            f"<td class='num'>{_duration(record.seconds)}</td>"
+            f"<td class='nowrap'>{html.escape(record.finished[:16].replace('T', ' '))}</td>"
             f"<td><code>{html.escape(_relative(stage.output, root))}</code>{link}</td></tr>"
         )
     return (
@@ -197,6 +199,10 @@ def _synthesis(directory: Path) -> str:
     tool_map = directory / "tool_map.png"
     figure = _figure(tool_map, "tool repository map (t-SNE of tool descriptions, cf. K2 Fig. 9)")
     return table + "</table><div class='plots'>" + (figure if tool_map.is_file() else "") + "</div>"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _share(value: object) -> str:
