@@ -78,7 +78,9 @@ def run_sft(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/pretrain-tiny/checkpoints/step_000300")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=REPO / "runs/pretrain-tiny/checkpoints/step_000300"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--write-samples", type=Path, help="only write the procedural sample files here")
