@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.distributed import ProcessGroup
 
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
@@ -51,6 +52,9 @@ from openk2.train.recipe import TrainingRecipe
 from openk2.train.report import write_report
 from openk2.train.stage import Stage
 from openk2.train.world import World, all_reduce_sum_, join_world
+
+if TYPE_CHECKING:
+    from openk2.train.pipeline import Pipeline, RankSlices
 
 # [run] fields that change only logging and bookkeeping: a resumed run may differ in them
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "val_every", "val_max_batches", "log_every"}
@@ -88,9 +92,11 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     world = join_world(device)
     run_dir = run.run_dir
 
+    refuse_unsupported_layout(recipe, world, stage.config)
     torch.manual_seed(run.seed)
-    model = wrap_from_outside(initial_model(stage, device), recipe, world)
-    optimizer = build_optimizer(model, recipe)
+    trained = split_from_outside(initial_model(stage, device), recipe, world)
+    model, groups = trained.model, trained.groups
+    optimizer = build_optimizer(model, recipe, groups.data)
     scheduler = recipe.lr_schedule().scheduler(optimizer)
     trainable = Trainable(
         model, K2ModelFiles(stage.config, stage.tokenizer), optimizer, scheduler, stage.batches
@@ -116,13 +122,14 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             micro_batches = [TokenBatch.of(next(stage.batches)) for _ in range(recipe.train.grad_accum)]
-            step_tokens, predicted_tokens = global_token_counts(micro_batches, world)
-            # gradients are averaged over ranks, so each rank divides its summed loss by the per-rank share
-            loss_tokens = predicted_tokens / world.world_size
-            losses = forward_backward(model, micro_batches, autocast, expert_load, loss_tokens, device)
-            update = optimizer_step(model, optimizer, recipe, world, expert_load)
+            step_tokens, predicted_tokens = global_token_counts(micro_batches, world, groups.data)
+            # gradients are averaged over data shards, so each divides its summed loss by its share
+            loss_tokens = predicted_tokens / groups.data_parallel
+            losses = trained.forward_backward(micro_batches, autocast, expert_load, loss_tokens, device)
+            update = optimizer_step(model, optimizer, recipe, world, expert_load, groups)
             scheduler.step()
-            loss, aux_loss = (all_reduce_sum_(losses, world) / world.world_size).tolist()
+            # a sum over every rank: the losses live on one rank per data shard (the last pipeline stage)
+            loss, aux_loss = (all_reduce_sum_(losses, world) / groups.data_parallel).tolist()
             seconds = time.perf_counter() - started
             state = state.model_copy(
                 update=dict(
@@ -133,7 +140,7 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             )
 
             evaluate = step % run.val_every == 0 or step == run.steps
-            val_loss = validation_loss(model, stage, world, autocast, device) if evaluate else None
+            val_loss = validation_loss(trained, stage, world, autocast, device) if evaluate else None
             record = StepRecord(
                 step=step,
                 loss=loss,
@@ -195,10 +202,13 @@ def k2_model(config: K2Config, weights: Path | None, device: torch.device) -> K2
     return model
 
 
-def global_token_counts(micro_batches: Sequence[TokenBatch], world: World) -> tuple[int, int]:
-    """(real tokens, predicted tokens) of the step's global batch: one collective, before any forward."""
+def global_token_counts(
+    micro_batches: Sequence[TokenBatch], world: World, data: ProcessGroup | None = None
+) -> tuple[int, int]:
+    """(real tokens, predicted tokens) of the step's global batch, summed over the data shards (`data`,
+    default every rank): one collective, before any forward."""
     local = [(batch.num_tokens, batch.predicted_tokens) for batch in micro_batches]
-    counts = all_reduce_sum_(torch.tensor(local, dtype=torch.int64).sum(dim=0), world)
+    counts = all_reduce_sum_(torch.tensor(local, dtype=torch.int64).sum(dim=0), world, data)
     tokens, predicted = counts.tolist()
     return tokens, predicted
 
@@ -269,41 +279,57 @@ class OptimizerUpdate:
 
 
 def optimizer_step(
-    model: nn.Module, optimizer: MuonClip, recipe: TrainingRecipe, world: World, expert_load: ExpertLoad
+    model: nn.Module,
+    optimizer: MuonClip,
+    recipe: TrainingRecipe,
+    world: World,
+    expert_load: ExpertLoad,
+    groups: ParallelGroups | None = None,
 ) -> OptimizerUpdate:
     """Clip the accumulated gradient, step (Muon/AdamW update, then QK-Clip: Algorithm 1), clear the
-    gradients and move the routing biases toward balance. The learning-rate schedule is the caller's."""
-    grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world)
+    gradients and move the routing biases toward balance. The learning-rate schedule is the caller's.
+    Under pipeline parallelism `model` is this rank's stages: each layer's expert counts are complete
+    summed over the data shards, and the gradient norm adds the other stages' squares."""
+    groups = groups or ParallelGroups(data_parallel=world.world_size)
+    grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world, groups.pipeline)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    tokens_per_expert = expert_load.take_global(world)
+    tokens_per_expert = expert_load.take_global(world, groups.data)
     update_expert_bias_(expert_load.moe_modules, tokens_per_expert, recipe.train.expert_bias_update_rate)
     return OptimizerUpdate(
         grad_norm, optimizer.last_qk_clip_stats, tokens_per_expert, expert_biases(expert_load.moe_modules)
     )
 
 
-def clip_grad_norm_(model: nn.Module, max_norm: float | None, world: World) -> float:
-    """The global gradient norm before clipping; with max_norm None only measured (the scale is exactly 1)."""
+def clip_grad_norm_(
+    model: nn.Module, max_norm: float | None, world: World, pipeline: ProcessGroup | None = None
+) -> float:
+    """The global gradient norm before clipping; with max_norm None only measured (the scale is exactly 1).
+    `pipeline`: the ranks holding the model's other stages."""
+    max_norm = max_norm if max_norm is not None else math.inf
     if world.is_distributed:  # gradients live on several meshes (experts and the rest): torch's would fail
         from openk2.train.parallel import clip_grad_norm_ as clip
-    else:
-        clip = torch.nn.utils.clip_grad_norm_
-    return float(clip(model.parameters(), max_norm if max_norm is not None else math.inf))
+
+        return float(clip(model.parameters(), max_norm, pipeline))
+    return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
 
 
 @torch.no_grad()
 def validation_loss(
-    model: nn.Module, stage: Stage, world: World, autocast: torch.autocast, device: torch.device
+    trained: Trained, stage: Stage, world: World, autocast: torch.autocast, device: torch.device
 ) -> float:
     """Mean loss per predicted token over the held-out batches (the first [run].val_max_batches per rank)."""
     batches: Iterable[torch.Tensor | TokenBatch] = stage.validation_batches()
     if stage.recipe.run.val_max_batches is not None:
         batches = itertools.islice(batches, stage.recipe.run.val_max_batches)
+    model = trained.model
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64)  # [loss · predicted tokens, predicted tokens]
     for batch in (TokenBatch.of(batch).to(device) for batch in batches):
         with autocast:
+            if trained.pipeline is not None:  # on the last stage's ranks; zeros on the others
+                totals += trained.pipeline.evaluate(batch)
+                continue
             loss = model(**batch.model_inputs()).loss
         predicted = batch.predicted_tokens
         if predicted:
@@ -313,15 +339,17 @@ def validation_loss(
     return loss_sum / predicted_sum
 
 
-def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> MuonClip:
+def build_optimizer(model: nn.Module, recipe: TrainingRecipe, data: ProcessGroup | None = None) -> MuonClip:
     """MuonClip over the (already wrapped) model from the recipe's [optim] section, or AdamW on every
-    parameter with QK-Clip measuring the max logits but never clipping (τ = ∞)."""
+    parameter with QK-Clip measuring the max logits but never clipping (τ = ∞). `data`: the ranks whose
+    max logits QK-Clip takes the max over (default every rank; under pipeline parallelism the data
+    shards, since each attention layer lives on one pipeline rank)."""
     optim = recipe.optim
     if optim.optimizer == "adamw":
         every_parameter = [{"params": [p for p in model.parameters() if p.requires_grad], "use_muon": False}]
         return MuonClip(
             every_parameter,
-            QKClip(model, tau=math.inf) if has_max_logit_attention(model) else None,
+            QKClip(model, tau=math.inf, process_group=data) if has_max_logit_attention(model) else None,
             lr=optim.lr,
             weight_decay=optim.weight_decay,
             adamw_betas=optim.adamw_betas,
@@ -337,7 +365,47 @@ def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> MuonClip:
         ns_steps=optim.ns_steps,
         adamw_betas=optim.adamw_betas,
         adamw_eps=optim.adamw_eps,
+        process_group=data,
     )
+
+
+@dataclass(frozen=True)
+class ParallelGroups:
+    """The process groups a step reduces over; None: every rank (and the identity in one process)."""
+
+    data: ProcessGroup | None = None  # data shards: token and expert counts, max logits
+    data_parallel: int = 1  # their number
+    pipeline: ProcessGroup | None = None  # the ranks holding the other stages: the gradient norm
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What this rank trains, and the step's forward and backward on it, chosen once: the whole model, or
+    (pp > 1) its pipeline stages, run by the pipeline schedule."""
+
+    model: K2ForCausalLM | RankSlices
+    groups: ParallelGroups
+    pipeline: Pipeline | None = None
+
+    def forward_backward(
+        self,
+        micro_batches: Sequence[TokenBatch],
+        autocast: torch.autocast,
+        expert_load: ExpertLoad,
+        loss_tokens: float,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """[lm loss, aux loss] of this rank's share; gradients accumulated (`forward_backward`)."""
+        if self.pipeline is None:
+            return forward_backward(self.model, micro_batches, autocast, expert_load, loss_tokens, device)
+        with autocast:
+            losses = self.pipeline.forward_backward(
+                [batch.to(device) for batch in micro_batches], loss_tokens
+            )
+        if expert_load.moe_modules:
+            counts = self.pipeline.expert_counts
+            expert_load.add(torch.stack([counts[moe] for moe in expert_load.moe_modules]))
+        return losses
 
 
 def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> K2ForCausalLM:
@@ -348,14 +416,48 @@ def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World
         model = parallelize(model, recipe.parallel)
     elif not recipe.parallel.is_default:
         raise ValueError(
-            f"[parallel]: dp={recipe.parallel.dp}, ep={recipe.parallel.ep} need several processes: "
-            "torchrun --nproc-per-node N -m openk2 <pretrain|sft> ..."
+            f"[parallel]: pp={recipe.parallel.pp}, dp={recipe.parallel.dp}, ep={recipe.parallel.ep} need "
+            "several processes: torchrun --nproc-per-node N -m openk2 <pretrain|sft> ..."
         )
     if not recipe.memory.is_default:
         from openk2.train.memory import apply_memory_policy
 
         model = apply_memory_policy(model, recipe.memory)
     return model
+
+
+def split_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> Trained:
+    """What this rank trains: with [parallel] pp > 1 its pipeline stages (each with FSDP2 and EP inside,
+    train/pipeline.py), else the whole model wrapped by `wrap_from_outside`."""
+    parallel = recipe.parallel
+    if parallel.pp == 1 or not world.is_distributed:
+        return Trained(
+            wrap_from_outside(model, recipe, world), ParallelGroups(data_parallel=world.world_size)
+        )
+    from openk2.train.parallel import build_mesh
+    from openk2.train.pipeline import build_pipeline
+
+    mesh = build_mesh(parallel, device_type=model.lm_head.weight.device.type)
+    pp = mesh.pp.get_group()
+    pipeline = build_pipeline(
+        model, pp, parallel.schedule, parallel.microbatches, parallel.virtual_stages, mesh
+    )
+    return Trained(pipeline.modules(), ParallelGroups(mesh.dp.get_group(), mesh.dp.size(), pp), pipeline)
+
+
+def refuse_unsupported_layout(recipe: TrainingRecipe, world: World, config: K2Config) -> None:
+    """Before any work: a layout that does not fit the processes or the model, or a pipeline run, whose
+    checkpoints need distributed checkpoints (not written yet: a whole-model save would be wrong)."""
+    if world.is_distributed:
+        from openk2.train.parallel import check_layout
+
+        check_layout(recipe.parallel, world.world_size, config)
+    if recipe.parallel.pp > 1:
+        raise ValueError(
+            f"[parallel] pp = {recipe.parallel.pp}: checkpoints of pipeline runs are not supported yet "
+            "(every stage's weights and optimizer state would need a distributed checkpoint); "
+            "train with pp = 1"
+        )
 
 
 def refuse_to_overwrite(run_dir: Path, resume: bool) -> None:

@@ -17,7 +17,7 @@ over the data-parallel group only). Expert counts likewise: each MoE layer count
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -25,9 +25,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleInterleaved1F1B
 from torch.distributed.pipelining.stage import _PipelineStageBase
+from torch.distributed.tensor import DTensor
 
 from openk2.model import K2ForCausalLM, MoE
 from openk2.model.loss import linear_cross_entropy, next_token_targets
+from openk2.train.batch import IGNORE_INDEX, TokenBatch
+from openk2.train.parallel import ParallelMesh, apply_expert_parallel_if_split, shard_data_parallel
 
 SCHEDULES = ("1F1B", "Interleaved1F1B")
 
@@ -54,7 +57,10 @@ class DecoderSlice(nn.Module):
     def next_token_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The last slice's loss: mean cross-entropy of one micro-batch, fused with lm_head."""
         assert self.lm_head is not None, "only the last slice computes the loss"
-        return linear_cross_entropy(hidden.flatten(0, 1), self.lm_head.weight, next_token_targets(labels))
+        weight = self.lm_head.weight
+        # under FSDP2 the slice is a root, whose parameters stay gathered from its forward until backward
+        assert not isinstance(weight, DTensor), "lm_head is still sharded: the slice must be an FSDP root"
+        return linear_cross_entropy(hidden.flatten(0, 1), weight, next_token_targets(labels))
 
 
 def split_layers(num_layers: int, num_stages: int) -> list[range]:
@@ -73,23 +79,109 @@ def split_layers(num_layers: int, num_stages: int) -> list[range]:
 
 @dataclass
 class Pipeline:
-    """This rank's slices of the model and the schedule that runs them."""
+    """This rank's slices of the model and the schedule that runs them over the pipeline group.
+
+    Every rank of one pipeline reads the same batch: the first stage its token ids, the last its labels.
+    The loss of each micro-batch is weighted by its share of the step's predicted tokens (`loss_tokens`),
+    exactly as the unsplit loop weights its micro-batches, so the schedule sums gradients unscaled.
+    """
 
     slices: list[DecoderSlice]
-    schedule: Schedule1F1B | ScheduleInterleaved1F1B
-    is_last: bool  # holds the last stage: it sees the losses
+    group: dist.ProcessGroup
+    stage_ids: list[int]  # the global stage index of each slice
+    num_stages: int
+    schedule: str
+    n_microbatches: int
+    hidden_size: int
     expert_counts: dict[MoE, torch.Tensor] = field(default_factory=dict)
+    loss_tokens: float = 1.0  # what the step's summed token losses are divided by
+    _schedules: dict[tuple[int, int], Schedule1F1B | ScheduleInterleaved1F1B] = field(default_factory=dict)
 
-    def step(self, input_ids: torch.Tensor, labels: torch.Tensor) -> float | None:
-        """Forward and backward of one batch (split into the schedule's micro-batches), gradients accumulated
-        into the slices' parameters. Returns the batch's mean loss on the last stage's rank, else None."""
+    @property
+    def is_last(self) -> bool:
+        """Holds the last stage: it sees the labels and the losses."""
+        return self.stage_ids[-1] == self.num_stages - 1
+
+    def forward_backward(self, micro_batches: Sequence[TokenBatch], loss_tokens: float) -> torch.Tensor:
+        """Forward and backward of the step's batches, each cut into the schedule's micro-batches, gradients
+        accumulated into the slices' parameters. Returns [lm loss, aux loss]: the step's share of the mean
+        loss on the last stage's rank, zeros on the others (a sum over ranks collects it)."""
         self.expert_counts.clear()
+        self.loss_tokens = loss_tokens
+        total = sum(self._run(batch, train=True) for batch in micro_batches)
+        return torch.tensor([float(total), 0.0], dtype=torch.float64)
+
+    @torch.no_grad()
+    def evaluate(self, batch: TokenBatch) -> torch.Tensor:
+        """[Σ token losses, predicted tokens] of a held-out batch on the last stage's rank, zeros elsewhere."""
+        self.loss_tokens = 1.0
+        for piece in self.slices:
+            piece.eval()
+        try:
+            total = self._run(batch, train=False)
+        finally:
+            for piece in self.slices:
+                piece.train()
+        predicted = batch.predicted_tokens if self.is_last else 0
+        return torch.tensor([float(total), predicted], dtype=torch.float64)
+
+    def _run(self, batch: TokenBatch, train: bool) -> float:
+        if batch.position_ids is not None or batch.document_ids is not None:
+            raise ValueError(
+                "[parallel] pp > 1: packed rows with per-document positions (SFT) are not carried through "
+                "pipeline stages; train them with pp = 1"
+            )
+        sequences, tokens = batch.input_ids.shape
+        schedule = self._schedule_for((sequences, tokens))
         losses: list[torch.Tensor] = []
-        if self.is_last:
-            self.schedule.step(input_ids, target=labels, losses=losses)
-        else:
-            self.schedule.step(input_ids, target=labels)
-        return float(torch.stack(losses).detach().mean()) if self.is_last else None
+        run = schedule.step if train else schedule.eval
+        run(batch.input_ids, target=batch.labels, losses=losses if self.is_last else None)
+        return float(torch.stack(losses).detach().sum()) if self.is_last else 0.0
+
+    def _loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One micro-batch's summed token losses over the step's `loss_tokens` (the last stage's loss_fn)."""
+        predicted = int((labels[:, 1:] != IGNORE_INDEX).sum())
+        return self.slices[-1].next_token_loss(hidden, labels) * (predicted / self.loss_tokens)
+
+    def _schedule_for(self, batch_shape: tuple[int, int]) -> Schedule1F1B | ScheduleInterleaved1F1B:
+        """The schedule for batches of `batch_shape` (training and validation batches may differ), built once:
+        its stages are given their activation shapes, so no shape-probing forward runs (it would count as
+        a training forward for the expert load and QK-Clip)."""
+        if batch_shape in self._schedules:
+            return self._schedules[batch_shape]
+        sequences, tokens = batch_shape
+        if sequences % self.n_microbatches:
+            raise ValueError(
+                f"[parallel].microbatches {self.n_microbatches} does not divide a batch of {sequences} sequences"
+            )
+        device = self.slices[0].rotary_emb.inv_freq.device
+        shape = (sequences // self.n_microbatches, tokens)
+        hidden = torch.empty(*shape, self.hidden_size, device=device)
+        received = hidden.clone().requires_grad_()  # activations whose gradient is sent back
+        token_ids = torch.empty(shape, dtype=torch.long, device=device)
+        stages: list[_PipelineStageBase] = [
+            PipelineStage(
+                piece,
+                s,
+                self.num_stages,
+                device,
+                input_args=token_ids if s == 0 else received,
+                output_args=hidden,
+                input_grads=None if s == 0 else hidden,  # token ids have no gradient
+                output_grads=hidden,
+                group=self.group,
+            )
+            for piece, s in zip(self.slices, self.stage_ids, strict=True)
+        ]
+        # every rank passes a loss function: without one a schedule runs forward only
+        loss = self._loss if self.is_last else _loss_of_another_rank
+        runner = (
+            Schedule1F1B(stages[0], self.n_microbatches, loss_fn=loss, scale_grads=False)
+            if self.schedule == "1F1B"
+            else ScheduleInterleaved1F1B(stages, self.n_microbatches, loss_fn=loss, scale_grads=False)
+        )
+        self._schedules[batch_shape] = runner
+        return runner
 
     def modules(self) -> RankSlices:
         """All of this rank's slices as one module (for the optimizer and QK-Clip)."""
@@ -105,21 +197,24 @@ class RankSlices(nn.ModuleList):
         ]
         return heads[0] if heads else None
 
+    def moe_modules(self) -> list[MoE]:
+        """This rank's MoE layers, in model order within each slice."""
+        return [module for module in self.modules() if isinstance(module, MoE)]
+
 
 def build_pipeline(
     model: K2ForCausalLM,
     group: dist.ProcessGroup,
     schedule: str,
     n_microbatches: int,
-    microbatch_shape: tuple[int, int],
     virtual_stages: int = 1,
+    mesh: ParallelMesh | None = None,
 ) -> Pipeline:
-    """Cut `model` into stages for this rank of the pipeline `group` and build `schedule` over them.
+    """Cut `model` into stages for this rank of the pipeline `group` and run `schedule` over them.
 
-    1F1B takes one stage per rank; Interleaved1F1B takes `virtual_stages` ≥ 2 per rank. microbatch_shape:
-    [sequences, tokens] of one micro-batch. The stages are given their activation shapes up front, so the
-    schedule never runs a shape-probing forward (which would count as a training forward for the expert
-    load and QK-Clip).
+    1F1B takes one stage per rank; Interleaved1F1B takes `virtual_stages` ≥ 2 per rank. With `mesh`, each
+    stage is split further inside: routed experts over "ep", then FSDP2 over "dp" per decoder layer and at
+    the slice (the embedding, final norm and lm_head), as `parallelize` does for the unsplit model.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"[parallel] schedule: expected one of {list(SCHEDULES)}, got {schedule!r}")
@@ -129,36 +224,17 @@ def build_pipeline(
     num_stages = pp * virtual_stages
     layer_ranges = split_layers(model.config.num_hidden_layers, num_stages)
     if n_microbatches % pp:
-        raise ValueError(f"n_microbatches: must be a multiple of pp={pp}, got {n_microbatches}")
-    device = model.lm_head.weight.device
+        raise ValueError(f"[parallel] microbatches: must be a multiple of pp={pp}, got {n_microbatches}")
+    if mesh is not None:
+        apply_expert_parallel_if_split(model, mesh)
     stage_ids = [rank + pp * virtual for virtual in range(virtual_stages)]  # loop-style placement
     slices = [DecoderSlice(model, layer_ranges[s], first=s == 0, last=s == num_stages - 1) for s in stage_ids]
-    hidden = torch.empty(*microbatch_shape, model.config.hidden_size, device=device)
-    received = hidden.clone().requires_grad_()  # activations whose gradient is sent back
-    token_ids = torch.empty(microbatch_shape, dtype=torch.long, device=device)
-    stages: list[_PipelineStageBase] = [
-        PipelineStage(
-            piece,
-            s,
-            num_stages,
-            device,
-            input_args=token_ids if s == 0 else received,
-            output_args=hidden,
-            input_grads=None if s == 0 else hidden,  # token ids have no gradient
-            output_grads=hidden,
-            group=group,
-        )
-        for piece, s in zip(slices, stage_ids, strict=True)
-    ]
-    last = slices[-1] if stage_ids[-1] == num_stages - 1 else None
-    # every rank passes a loss function: without one a schedule runs forward only
-    loss = last.next_token_loss if last is not None else _loss_of_another_rank
-    runner = (
-        Schedule1F1B(stages[0], n_microbatches, loss_fn=loss)
-        if schedule == "1F1B"
-        else ScheduleInterleaved1F1B(stages, n_microbatches, loss_fn=loss)
+    if mesh is not None and mesh.dp.size() > 1:
+        for piece in slices:  # each slice is an FSDP root: it stays gathered from its forward to the loss
+            shard_data_parallel(piece, piece.layers, mesh)
+    pipeline = Pipeline(
+        slices, group, stage_ids, num_stages, schedule, n_microbatches, model.config.hidden_size
     )
-    pipeline = Pipeline(slices, runner, is_last=last is not None)
     for piece in slices:
         for moe in (module for module in piece.modules() if isinstance(module, MoE)):
             moe.register_forward_hook(_count_into(pipeline.expert_counts))
@@ -170,10 +246,12 @@ def _loss_of_another_rank(hidden: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 def _count_into(totals: dict[MoE, torch.Tensor]) -> Callable[[nn.Module, object, object], None]:
-    """A forward hook summing a MoE layer's routed-token counts over the step's micro-batches."""
+    """A forward hook summing a MoE layer's routed-token counts over the step's training micro-batches."""
 
     def count(module: nn.Module, inputs: object, output: object) -> None:
         assert isinstance(module, MoE) and module.tokens_per_expert is not None
+        if not module.training:  # validation forwards are not part of the step's load
+            return
         seen = totals.get(module)
         totals[module] = module.tokens_per_expert.clone() if seen is None else seen + module.tokens_per_expert
 
