@@ -4,7 +4,7 @@ e.g. "pp=2,dp=2,ep=2,schedule=Interleaved1F1B,virtual_stages=2,microbatches=2".
 
 Every rank builds the tiny K2 with the same seed and keeps an unsplit copy. For a few steps the training
 loop's own pieces (`split_from_outside`: the pipeline split with FSDP2 and EP inside each stage, the chosen
-`forward_backward`, `optimizer_step` with its global-norm clipping, QK-Clip and expert-bias update) train
+`forward_backward`, `Trained.optimizer_step` with its global-norm clipping, QK-Clip and expert-bias update) train
 on this rank's data shard, two accumulated batches a step, while the copy trains in one process on the whole
 global batch with MuonClip (gradient norm in float64), QK-Clip at a τ low enough to fire, and the bias
 update from its own counts. Rank 0 writes, per step, the largest difference over the ranks of: loss,
@@ -30,7 +30,6 @@ from openk2.train.loop import (
     build_optimizer,
     forward_backward,
     global_token_counts,
-    optimizer_step,
     split_from_outside,
 )
 from openk2.train.recipe import ParallelSection, Recipe, RunSection
@@ -100,8 +99,6 @@ def run(layout: str) -> dict:
     reference_load = ExpertLoad(reference.moe_modules())
     one_process = World(rank=0, world_size=1)
 
-    names = {id(m): name for name, m in model.named_modules()}
-    reference_modules = dict(reference.named_modules())
     steps = []
     heads_clipped = reference_heads_clipped = 0
     for step in range(STEPS):
@@ -111,7 +108,7 @@ def run(layout: str) -> dict:
         losses = trained.forward_backward(
             micro_batches, autocast, expert_load, predicted / shards, torch.device("cpu")
         )
-        update = optimizer_step(local, optimizer, recipe, world, expert_load, groups)
+        update = trained.optimizer_step(optimizer, recipe, world, expert_load)
         loss = losses.clone()
         dist.all_reduce(loss)
         loss = loss[0].item() / groups.data_parallel
@@ -125,17 +122,15 @@ def run(layout: str) -> dict:
         expected_counts = reference_load.take_global(one_process)
         update_expert_bias_(reference.moe_modules(), expected_counts, BIAS_RATE)
 
-        reference_counts = dict(zip(map(id, reference.moe_modules()), expected_counts, strict=True))
-        counts_difference = max(
-            (counts - reference_counts[id(reference_modules[names[id(moe)]])]).abs().max().item()
-            for moe, counts in zip(expert_load.moe_modules, update.tokens_per_expert, strict=True)
-        )
+        # the update reports the whole model on every rank: the stages' layers put together in model order
         stats, expected_stats = update.qk_clip, reference_optimizer.last_qk_clip_stats
-        attention = optimizer.qk_clip.attention_modules
+        assert list(stats.max_logit_per_layer) == list(expected_stats.max_logit_per_layer)
+        assert update.tokens_per_expert.shape == expected_counts.shape
         max_logit_difference = max(
-            abs(value - expected_stats.max_logit_per_layer[names[id(attention[name])]])
+            abs(value - expected_stats.max_logit_per_layer[name])
             for name, value in stats.max_logit_per_layer.items()
         )
+        counts_difference = (update.tokens_per_expert - expected_counts).abs().max().item()
         heads_clipped += stats.heads_clipped
         reference_heads_clipped += expected_stats.heads_clipped
         record = {
@@ -159,13 +154,11 @@ def run(layout: str) -> dict:
             biases = max(biases, difference)
         else:
             weights = max(weights, difference)
-    clipped = torch.tensor(heads_clipped)
-    dist.all_reduce(clipped, group=groups.pipeline)  # each stage's heads, counted once per data shard
     return {
         "steps": steps,
         "weights": largest_over_ranks(weights),
         "biases": largest_over_ranks(biases),
-        "heads_clipped": clipped.item(),
+        "heads_clipped": heads_clipped,
         "reference_heads_clipped": reference_heads_clipped,
         "expert_weight_type": type(model.model.layers[-1].mlp.experts).__name__,
         "stage_types": sorted({type(piece).__name__ for piece in local}),

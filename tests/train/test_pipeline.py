@@ -24,7 +24,7 @@ TOLERANCE = 1e-5  # the FSDP2 tests' bound (test_parallel.py); measured ≤ 1.1e
 SCHEDULES = {"1F1B": "", "Interleaved1F1B": ",schedule=Interleaved1F1B,virtual_stages=2"}
 FOUR_PROCESS_PIPELINES = {
     (split, schedule): f"pp=2,dp=2{ep}{extra},microbatches=2"
-    for split, ep in (("pp=2 × dp=2", ""), ("pp=2 × ep=2", ",ep=2"))
+    for split, ep in (("pp2-dp2", ""), ("pp2-ep2", ",ep=2"))
     for schedule, extra in SCHEDULES.items()
 }
 

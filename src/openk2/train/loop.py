@@ -126,7 +126,7 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             # gradients are averaged over data shards, so each divides its summed loss by its share
             loss_tokens = predicted_tokens / groups.data_parallel
             losses = trained.forward_backward(micro_batches, autocast, expert_load, loss_tokens, device)
-            update = optimizer_step(model, optimizer, recipe, world, expert_load, groups)
+            update = trained.optimizer_step(optimizer, recipe, world, expert_load)
             scheduler.step()
             # a sum over every rank: the losses live on one rank per data shard (the last pipeline stage)
             loss, aux_loss = (all_reduce_sum_(losses, world) / groups.data_parallel).tolist()
@@ -406,6 +406,39 @@ class Trained:
             counts = self.pipeline.expert_counts
             expert_load.add(torch.stack([counts[moe] for moe in expert_load.moe_modules]))
         return losses
+
+    def optimizer_step(
+        self, optimizer: MuonClip, recipe: TrainingRecipe, world: World, expert_load: ExpertLoad
+    ) -> OptimizerUpdate:
+        """`optimizer_step` on this rank's parameters; what it saw of the whole model on every rank (the
+        pipeline ranks' layers put together in the unsplit model's order, for the metrics)."""
+        update = optimizer_step(self.model, optimizer, recipe, world, expert_load, self.groups)
+        if self.pipeline is None:
+            return update
+        pipeline, stats = self.pipeline, update.qk_clip
+        mine = (
+            {pipeline.unsplit_name(name): value for name, value in stats.max_logit_per_layer.items()},
+            stats.heads_clipped,
+            stats.heads_total,
+            list(
+                zip(pipeline.moe_layer_numbers(), update.tokens_per_expert, update.expert_bias, strict=True)
+            ),
+        )
+        stages: list[Any] = [None] * torch.distributed.get_world_size(self.groups.pipeline)
+        torch.distributed.all_gather_object(stages, mine, group=self.groups.pipeline)
+        max_logits = {name: value for stage in stages for name, value in stage[0].items()}
+        moe_layers = sorted((layer for stage in stages for layer in stage[3]), key=lambda layer: layer[0])
+        empty = torch.zeros((0, 0), dtype=torch.int64)
+        return OptimizerUpdate(
+            update.grad_norm,
+            QKClipStats(
+                dict(sorted(max_logits.items(), key=lambda item: int(item[0].split(".")[2]))),
+                heads_clipped=sum(stage[1] for stage in stages),
+                heads_total=sum(stage[2] for stage in stages),
+            ),
+            torch.stack([counts for _, counts, _ in moe_layers]) if moe_layers else empty,
+            [bias for _, _, bias in moe_layers],
+        )
 
 
 def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> K2ForCausalLM:

@@ -4,16 +4,19 @@
 first also embeds the tokens, the last also applies the final norm; the loss (fused with lm_head,
 model/loss.py) runs on the last slice's output. Stage s lives on pipeline rank s mod pp, so with virtual
 stages each rank holds several non-adjacent slices (Interleaved1F1B). `torch.distributed.pipelining` runs
-the schedule: micro-batch activations go forward rank to rank, their gradients back, and each stage's
-gradients are the sum over micro-batches divided by their number: the gradient of the mean loss over the
-whole batch when micro-batches predict equally many tokens (pre-training: every token).
+the schedule: micro-batch activations go forward rank to rank, their gradients back. Each micro-batch's loss
+is its summed token losses over the step's predicted tokens (per data shard), so the schedule only adds
+gradients: the gradient of the mean loss over the step, with accumulated batches and masked labels alike.
+
+Inside a stage (train/parallel.py): routed experts split over "ep", then FSDP2 over "dp" per decoder layer
+and at the slice, which is an FSDP root and so stays gathered from its forward to the loss's lm_head.
 
 What stays exact across stages: QK-Clip needs each head's max logit over the step, and every attention layer
-lives on exactly one pipeline rank, which sees every micro-batch: its S_max is complete there (and is reduced
-over the data-parallel group only). Expert counts likewise: each MoE layer counts its own micro-batches
-(a forward hook), and only the per-layer tensors of the different ranks are put side by side for a report.
+lives on exactly one pipeline rank, which sees every micro-batch: its S_max is complete there and is reduced
+over the data-parallel group only. Expert counts likewise: each MoE layer counts its own training
+micro-batches (a forward hook), summed over the data-parallel group, so the bias update sees all of a
+layer's tokens. The gradient norm adds every stage's squares over the pipeline group.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -41,6 +44,7 @@ class DecoderSlice(nn.Module):
 
     def __init__(self, model: K2ForCausalLM, layers: range, first: bool, last: bool) -> None:
         super().__init__()
+        self.layer_numbers = layers  # in the unsplit model
         self.embed_tokens = model.model.embed_tokens if first else None
         self.layers = nn.ModuleList(model.model.layers[index] for index in layers)
         self.norm = model.model.norm if last else None
@@ -186,6 +190,19 @@ class Pipeline:
     def modules(self) -> RankSlices:
         """All of this rank's slices as one module (for the optimizer and QK-Clip)."""
         return RankSlices(self.slices)
+
+    def unsplit_name(self, name: str) -> str:
+        """The unsplit model's name of a layer's module named `name` in `modules()`:
+        "1.layers.0.self_attn" is "model.layers.2.self_attn" when slice 1 starts at layer 2."""
+        piece, kind, layer, *rest = name.split(".")
+        assert kind == "layers", f"{name}: not inside a decoder layer"
+        number = self.slices[int(piece)].layer_numbers[int(layer)]
+        return ".".join(["model.layers", str(number), *rest])
+
+    def moe_layer_numbers(self) -> list[int]:
+        """The unsplit model's layer number of each of `modules().moe_modules()`, in that order."""
+        names = {id(module): name for name, module in self.modules().named_modules()}
+        return [int(self.unsplit_name(names[id(moe)]).split(".")[2]) for moe in self.modules().moe_modules()]
 
 
 class RankSlices(nn.ModuleList):
