@@ -17,6 +17,7 @@ over the data-parallel group only. Expert counts likewise: each MoE layer counts
 micro-batches (a forward hook), summed over the data-parallel group, so the bias update sees all of a
 layer's tokens. The gradient norm adds every stage's squares over the pipeline group.
 """
+
 from __future__ import annotations
 
 import itertools
