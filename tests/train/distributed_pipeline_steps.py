@@ -8,8 +8,8 @@ loop's own pieces (`split_from_outside`: the pipeline split with FSDP2 and EP in
 on this rank's data shard, two accumulated batches a step, while the copy trains in one process on the whole
 global batch with MuonClip (gradient norm in float64), QK-Clip at a τ low enough to fire, and the bias
 update from its own counts. Rank 0 writes, per step, the largest difference over the ranks of: loss,
-gradient norm, max logit per layer and expert counts; at the end, of the weights and routing biases; and
-how many heads QK-Clip clipped in each.
+gradient norm, max logit per layer and expert counts; at the end, of the weights and routing biases and of
+the loss of a held-out batch run forward only (the loop's validation); and how many heads QK-Clip clipped.
 """
 
 import copy
@@ -142,6 +142,14 @@ def run(layout: str) -> dict:
         }
         steps.append({key: largest_over_ranks(value) for key, value in record.items()})
 
+    # a held-out batch, forward only (the loop's validation): Σ token losses and tokens, summed over ranks
+    held_out = global_batches(STEPS, shards, model.config.vocab_size)[0]
+    totals = trained.pipeline.evaluate(TokenBatch.of(held_out.chunk(shards)[shard]))
+    dist.all_reduce(totals)
+    with torch.no_grad():
+        expected_validation = reference(held_out, labels=held_out).loss.item()
+    validation = abs(totals[0].item() / totals[1].item() - expected_validation)
+
     reference_tensors = {**dict(reference.named_parameters()), **dict(reference.named_buffers())}
     weights = biases = 0.0
     own = {id(tensor) for tensor in [*local.parameters(), *local.buffers()]}
@@ -157,6 +165,7 @@ def run(layout: str) -> dict:
     return {
         "steps": steps,
         "weights": largest_over_ranks(weights),
+        "validation_loss": largest_over_ranks(validation),
         "biases": largest_over_ranks(biases),
         "heads_clipped": heads_clipped,
         "reference_heads_clipped": reference_heads_clipped,
