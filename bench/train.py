@@ -255,8 +255,7 @@ def pipeline_bench(args: argparse.Namespace) -> None:
             "-m",
             "torch.distributed.run",
             "--standalone",
-            "--nproc-per-node",
-            str(args.pipeline),
+            f"--nproc-per-node={args.pipeline}",
         ]
         worker = [__file__, "--recipe", str(args.recipe), "--repeats", str(args.repeats)]
         worker += [

@@ -16,14 +16,7 @@ def torchrun(script: str, *args: str, result: Path, processes: int = 2, timeout:
     """Run tests/train/`script` ARGS RESULT on `processes` ranks; the JSON its rank 0 wrote to `result`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     env.pop("WORLD_SIZE", None)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(processes),
-    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     completed = subprocess.run(
         [*command, str(HERE / script), *args, str(result)],
         env=env,
