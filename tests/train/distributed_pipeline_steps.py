@@ -1,6 +1,7 @@
 """Run by test_pipeline.py: `torchrun --nproc-per-node N distributed_pipeline_steps.py LAYOUT[;LAYOUT...] RESULT_JSON`
 (gloo); one run per layout, in one launch, results keyed by the layout. A layout is `[parallel]` fields,
-e.g. "pp=2,dp=2,ep=2,schedule=Interleaved1F1B,virtual_stages=2,microbatches=2".
+e.g. "pp=2,dp=2,ep=2,schedule=Interleaved1F1B,virtual_stages=2,microbatches=2"; "memory=recompute+fp8"
+switches `[memory]` policies on, in the stages and in the unsplit copy alike.
 
 Every rank builds the tiny K2 with the same seed and keeps an unsplit copy. For a few steps the training
 loop's own pieces (`split_from_outside`: the pipeline split with FSDP2 and EP inside each stage, the chosen
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
 from openk2.model import K2Config, K2ForCausalLM
+from openk2.model.protocols import wrapped_stages
 from openk2.optim import MuonClip
 from openk2.train.balance import ExpertLoad, update_expert_bias_
 from openk2.train.batch import TokenBatch
@@ -32,6 +34,7 @@ from openk2.train.loop import (
     global_token_counts,
     split_from_outside,
 )
+from openk2.train.memory import apply_memory_policy
 from openk2.train.recipe import ParallelSection, Recipe, RunSection
 from openk2.train.world import World, join_world
 
@@ -51,8 +54,10 @@ def largest_over_ranks(value: float) -> float:
 
 def recipe_of(layout: str) -> Recipe:
     fields = {key: value for key, value in (item.split("=") for item in layout.split(","))}
+    memory = {switch: True for switch in fields.pop("memory", "").split("+") if switch}
     parallel = ParallelSection(**{k: v if k == "schedule" else int(v) for k, v in fields.items()})
     return Recipe(
+        memory=memory,
         run=RunSection(steps=STEPS),
         schedule={"warmup_steps": 0},
         optim={
@@ -78,7 +83,7 @@ def run(layout: str) -> dict:
     world = join_world()
     torch.manual_seed(0)
     model = K2ForCausalLM(K2Config.preset("tiny"))
-    reference = copy.deepcopy(model)
+    reference = apply_memory_policy(copy.deepcopy(model), recipe.memory)  # FP8 storage rounds alike
     trained = split_from_outside(model, recipe, world)
     local, groups = trained.model, trained.groups
     optimizer = build_optimizer(local, recipe, groups.data)
@@ -171,6 +176,7 @@ def run(layout: str) -> dict:
         "reference_heads_clipped": reference_heads_clipped,
         "expert_weight_type": type(model.model.layers[-1].mlp.experts).__name__,
         "stage_types": sorted({type(piece).__name__ for piece in local}),
+        "wrapped_stages": sorted({stage for module in local.modules() for stage in wrapped_stages(module)}),
         "layers_on_rank_0": sorted(  # rank 0 writes the results
             {
                 int(name.split(".")[2])

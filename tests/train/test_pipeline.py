@@ -27,6 +27,12 @@ FOUR_PROCESS_PIPELINES = {
     for split, ep in (("pp2-dp2", ""), ("pp2-ep2", ",ep=2"))
     for schedule, extra in SCHEDULES.items()
 }
+# K2's activation reduction inside the stages (K2 report §2.4). Not FP8 storage: it rounds to 3 mantissa
+# bits, so the float32 summation order of the split (1e-7) flips roundings and the runs drift apart (1e-3
+# after 3 steps); whether FP8 costs loss is bench/memory.py's question, not a parallelism one
+FOUR_PROCESS_PIPELINES["pp2-dp2-memory", "1F1B"] = (
+    "pp=2,dp=2,microbatches=2,memory=recompute+recompute_moe_down_proj+offload"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +73,10 @@ def test_pipeline_with_fsdp_and_ep_inside_stages_equals_the_unsplit_model(
     run = four_processes[FOUR_PROCESS_PIPELINES[split, schedule]]
     assert run["layers_on_rank_0"] == ([0, 1] if schedule == "1F1B" else [0, 2])
     assert run["stage_types"] == ["FSDPDecoderSlice"]  # every stage is sharded over its dp pair
-    assert run["expert_weight_type"] == ("ExpertParallelExperts" if "ep" in split else "RoutedExperts")
+    assert run["expert_weight_type"] == ("ExpertParallelExperts" if "ep2" in split else "RoutedExperts")
     assert_equals_the_unsplit_model(run)
+    if "memory" in split:  # the policy's wrappers sit on the stages' modules
+        assert run["wrapped_stages"] == ["down_projection", "forward", "up_projections"]
 
 
 def test_layers_are_split_evenly_and_more_stages_than_layers_are_refused() -> None:
@@ -113,7 +121,6 @@ def pretraining_recipe(parallel: dict[str, Any], **sections: Any) -> Recipe:
         ({"microbatches": 2}, {}, "microbatches=2, virtual_stages=1: pipeline settings need pp > 1"),
         ({"dp": 2, "ep": 4}, {}, "ep: must divide dp=2, got 4"),
         ({"pp": 2, "microbatches": 2}, {"train": {"aux_loss_alpha": 0.01}}, "[train].aux_loss_alpha 0.01"),
-        ({"pp": 2, "microbatches": 2}, {"memory": {"recompute": True}}, "[memory] with [parallel].pp = 2"),
     ],
 )
 def test_a_pipeline_that_does_not_fit_is_refused_with_its_numbers(

@@ -475,6 +475,11 @@ def split_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: Worl
     pipeline = build_pipeline(
         model, pp, parallel.schedule, parallel.microbatches, parallel.virtual_stages, mesh
     )
+    if not recipe.memory.is_default:  # per stage: each slice's forward is where its activations are saved
+        from openk2.train.memory import apply_memory_policy
+
+        for piece in pipeline.slices:
+            apply_memory_policy(piece, recipe.memory)
     return Trained(pipeline.modules(), ParallelGroups(mesh.dp.get_group(), mesh.dp.size(), pp), pipeline)
 
 

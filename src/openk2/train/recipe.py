@@ -266,11 +266,6 @@ class TrainingRecipe(RecipeSection):
                 f"[train].aux_loss_alpha {train.aux_loss_alpha}: the sequence-wise balance loss is not "
                 f"carried through pipeline stages; use [parallel].pp = 1 or aux_loss_alpha = 0"
             )
-        if not self.memory.is_default:
-            raise ValueError(
-                f"[memory] with [parallel].pp = {parallel.pp}: activation-memory policies are not yet "
-                "applied to pipeline stages"
-            )
 
     @abstractmethod
     def model_config_k2(self) -> K2Config:
