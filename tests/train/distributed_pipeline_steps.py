@@ -1,7 +1,8 @@
 """Run by test_pipeline.py: `torchrun --nproc-per-node N distributed_pipeline_steps.py LAYOUT[;LAYOUT...] RESULT_JSON`
 (gloo); one run per layout, in one launch, results keyed by the layout. A layout is `[parallel]` fields,
 e.g. "pp=2,dp=2,ep=2,schedule=Interleaved1F1B,virtual_stages=2,microbatches=2"; "memory=recompute+fp8"
-switches `[memory]` policies on, in the stages and in the unsplit copy alike.
+switches `[memory]` policies on, in the stages and in the unsplit copy alike; "packed=1" trains on SFT's
+packed rows (per-document positions and attention, masked labels) instead of pre-training's.
 
 Every rank builds the tiny K2 with the same seed and keeps an unsplit copy. For a few steps the training
 loop's own pieces (`split_from_outside`: the pipeline split with FSDP2 and EP inside each stage, the chosen
@@ -26,7 +27,7 @@ from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.protocols import wrapped_stages
 from openk2.optim import MuonClip
 from openk2.train.balance import ExpertLoad, update_expert_bias_
-from openk2.train.batch import TokenBatch
+from openk2.train.batch import IGNORE_INDEX, TokenBatch
 from openk2.train.device import autocast_for
 from openk2.train.loop import (
     build_optimizer,
@@ -55,6 +56,7 @@ def largest_over_ranks(value: float) -> float:
 def recipe_of(layout: str) -> Recipe:
     fields = {key: value for key, value in (item.split("=") for item in layout.split(","))}
     memory = {switch: True for switch in fields.pop("memory", "").split("+") if switch}
+    fields.pop("packed", None)
     parallel = ParallelSection(**{k: v if k == "schedule" else int(v) for k, v in fields.items()})
     return Recipe(
         memory=memory,
@@ -72,14 +74,34 @@ def recipe_of(layout: str) -> Recipe:
     )
 
 
-def global_batches(step: int, shards: int, vocab: int) -> list[torch.Tensor]:
-    """The step's GRAD_ACCUM global batches, each [shards · BATCH, SEQ]."""
+def global_batches(step: int, shards: int, vocab: int, packed: bool) -> list[TokenBatch]:
+    """The step's GRAD_ACCUM global batches, each [shards · BATCH, SEQ]. Packed: SFT's rows, each two
+    documents (positions restart, attention stays inside one) whose first 8 tokens are not trained on."""
     generator = torch.Generator().manual_seed(step)
-    return [torch.randint(0, vocab, (shards * BATCH, SEQ), generator=generator) for _ in range(GRAD_ACCUM)]
+    batches = []
+    for _ in range(GRAD_ACCUM):
+        ids = torch.randint(0, vocab, (shards * BATCH, SEQ), generator=generator)
+        if not packed:
+            batches.append(TokenBatch.of(ids))
+            continue
+        split = torch.randint(SEQ // 4, 3 * SEQ // 4, (shards * BATCH, 1), generator=generator)
+        positions = torch.arange(SEQ).expand_as(ids)
+        second = positions >= split
+        position_ids = torch.where(second, positions - split, positions)
+        labels = ids.masked_fill(position_ids < 8, IGNORE_INDEX)  # each document's prompt
+        batches.append(TokenBatch(ids, labels, position_ids, second.long()))
+    return batches
+
+
+def shard_of(batch: TokenBatch, shard: int, shards: int) -> TokenBatch:
+    """This data shard's rows of a global batch."""
+    rows = [None if tensor is None else tensor.chunk(shards)[shard] for tensor in vars(batch).values()]
+    return TokenBatch(*rows)
 
 
 def run(layout: str) -> dict:
     recipe = recipe_of(layout)
+    packed = "packed=1" in layout.split(",")
     world = join_world()
     torch.manual_seed(0)
     model = K2ForCausalLM(K2Config.preset("tiny"))
@@ -107,8 +129,8 @@ def run(layout: str) -> dict:
     steps = []
     heads_clipped = reference_heads_clipped = 0
     for step in range(STEPS):
-        batches = global_batches(step, shards, model.config.vocab_size)
-        micro_batches = [TokenBatch.of(batch.chunk(shards)[shard]) for batch in batches]
+        batches = global_batches(step, shards, model.config.vocab_size, packed)
+        micro_batches = [shard_of(batch, shard, shards) for batch in batches]
         _, predicted = global_token_counts(micro_batches, world, groups.data)
         losses = trained.forward_backward(
             micro_batches, autocast, expert_load, predicted / shards, torch.device("cpu")
@@ -148,11 +170,11 @@ def run(layout: str) -> dict:
         steps.append({key: largest_over_ranks(value) for key, value in record.items()})
 
     # a held-out batch, forward only (the loop's validation): Σ token losses and tokens, summed over ranks
-    held_out = global_batches(STEPS, shards, model.config.vocab_size)[0]
-    totals = trained.pipeline.evaluate(TokenBatch.of(held_out.chunk(shards)[shard]))
+    held_out = global_batches(STEPS, shards, model.config.vocab_size, packed)[0]
+    totals = trained.pipeline.evaluate(shard_of(held_out, shard, shards))
     dist.all_reduce(totals)
     with torch.no_grad():
-        expected_validation = reference(held_out, labels=held_out).loss.item()
+        expected_validation = reference(**held_out.model_inputs()).loss.item()
     validation = abs(totals[0].item() / totals[1].item() - expected_validation)
 
     reference_tensors = {**dict(reference.named_parameters()), **dict(reference.named_buffers())}

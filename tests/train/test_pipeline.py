@@ -33,6 +33,10 @@ FOUR_PROCESS_PIPELINES = {
 FOUR_PROCESS_PIPELINES["pp2-dp2-memory", "1F1B"] = (
     "pp=2,dp=2,microbatches=2,memory=recompute+recompute_moe_down_proj+offload"
 )
+# SFT's packed rows: per-document positions and attention reach every stage, masked labels weight the loss
+FOUR_PROCESS_PIPELINES["pp2-ep2-packed", "Interleaved1F1B"] = (
+    f"{FOUR_PROCESS_PIPELINES['pp2-ep2', 'Interleaved1F1B']},packed=1"
+)
 
 
 @pytest.fixture(scope="module")

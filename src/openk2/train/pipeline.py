@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -33,6 +34,7 @@ from torch.distributed.tensor import DTensor
 
 from openk2.model import K2ForCausalLM, MoE
 from openk2.model.loss import linear_cross_entropy, next_token_targets
+from openk2.model.transformer import document_causal_mask
 from openk2.train.batch import IGNORE_INDEX, TokenBatch
 from openk2.train.parallel import ParallelMesh, apply_expert_parallel_if_split, shard_data_parallel
 
@@ -52,11 +54,20 @@ class DecoderSlice(nn.Module):
         self.lm_head = model.lm_head if last else None
         self.rotary_emb = model.model.rotary_emb
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """position_ids, document_ids [batch, seq]: packed rows, as in `K2Model.forward` (every stage gets them)."""
         hidden = self.embed_tokens(x) if self.embed_tokens is not None else x
-        cos, sin = self.rotary_emb(torch.arange(hidden.shape[1], device=hidden.device))
+        if position_ids is None:
+            position_ids = torch.arange(hidden.shape[1], device=hidden.device)
+        cos, sin = self.rotary_emb(position_ids)
+        visible = None if document_ids is None else document_causal_mask(document_ids)
         for layer in self.layers:
-            hidden = layer(hidden, cos, sin)
+            hidden = layer(hidden, cos, sin, None, visible)
         return self.norm(hidden) if self.norm is not None else hidden
 
     def next_token_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -131,16 +142,14 @@ class Pipeline:
         return torch.tensor([float(total), predicted], dtype=torch.float64)
 
     def _run(self, batch: TokenBatch, train: bool) -> float:
-        if batch.position_ids is not None or batch.document_ids is not None:
-            raise ValueError(
-                "[parallel] pp > 1: packed rows with per-document positions (SFT) are not carried through "
-                "pipeline stages; train them with pp = 1"
-            )
         sequences, tokens = batch.input_ids.shape
         schedule = self._schedule_for((sequences, tokens))
         losses: list[torch.Tensor] = []
         run = schedule.step if train else schedule.eval
-        run(batch.input_ids, target=batch.labels, losses=losses if self.is_last else None)
+        # keyword arguments reach every stage, cut into the same micro-batches as the ids
+        packed = {"position_ids": batch.position_ids, "document_ids": batch.document_ids}
+        rows: dict[str, Any] = {name: value for name, value in packed.items() if value is not None}
+        run(batch.input_ids, target=batch.labels, losses=losses if self.is_last else None, **rows)
         return float(torch.stack(losses).detach().sum()) if self.is_last else 0.0
 
     def _loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
