@@ -415,30 +415,10 @@ class Trained:
         update = optimizer_step(self.model, optimizer, recipe, world, expert_load, self.groups)
         if self.pipeline is None:
             return update
-        pipeline, stats = self.pipeline, update.qk_clip
-        mine = (
-            {pipeline.unsplit_name(name): value for name, value in stats.max_logit_per_layer.items()},
-            stats.heads_clipped,
-            stats.heads_total,
-            list(
-                zip(pipeline.moe_layer_numbers(), update.tokens_per_expert, update.expert_bias, strict=True)
-            ),
+        qk_clip, tokens_per_expert, expert_bias = self.pipeline.whole_model(
+            update.qk_clip, update.tokens_per_expert, update.expert_bias
         )
-        stages: list[Any] = [None] * torch.distributed.get_world_size(self.groups.pipeline)
-        torch.distributed.all_gather_object(stages, mine, group=self.groups.pipeline)
-        max_logits = {name: value for stage in stages for name, value in stage[0].items()}
-        moe_layers = sorted((layer for stage in stages for layer in stage[3]), key=lambda layer: layer[0])
-        empty = torch.zeros((0, 0), dtype=torch.int64)
-        return OptimizerUpdate(
-            update.grad_norm,
-            QKClipStats(
-                dict(sorted(max_logits.items(), key=lambda item: int(item[0].split(".")[2]))),
-                heads_clipped=sum(stage[1] for stage in stages),
-                heads_total=sum(stage[2] for stage in stages),
-            ),
-            torch.stack([counts for _, counts, _ in moe_layers]) if moe_layers else empty,
-            [bias for _, _, bias in moe_layers],
-        )
+        return OptimizerUpdate(update.grad_norm, qk_clip, tokens_per_expert, expert_bias)
 
 
 def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> K2ForCausalLM:

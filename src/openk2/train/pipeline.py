@@ -35,6 +35,7 @@ from torch.distributed.tensor import DTensor
 from openk2.model import K2ForCausalLM, MoE
 from openk2.model.loss import linear_cross_entropy, next_token_targets
 from openk2.model.transformer import document_causal_mask
+from openk2.optim import QKClipStats
 from openk2.train.batch import IGNORE_INDEX, TokenBatch
 from openk2.train.parallel import ParallelMesh, apply_expert_parallel_if_split, shard_data_parallel
 
@@ -200,6 +201,34 @@ class Pipeline:
     def modules(self) -> RankSlices:
         """All of this rank's slices as one module (for the optimizer and QK-Clip)."""
         return RankSlices(self.slices)
+
+    def whole_model(
+        self, qk_clip: QKClipStats, tokens_per_expert: torch.Tensor, expert_bias: list[list[float]]
+    ) -> tuple[QKClipStats, torch.Tensor, list[list[float]]]:
+        """What this rank's stages saw in an optimizer step (max logits per attention layer, [MoE layers,
+        experts] counts, routing biases), put together with the other pipeline ranks' on every rank, in the
+        unsplit model's layer order and under its names (for the metrics)."""
+        mine = (
+            {self.unsplit_name(name): value for name, value in qk_clip.max_logit_per_layer.items()},
+            qk_clip.heads_clipped,
+            qk_clip.heads_total,
+            list(zip(self.moe_layer_numbers(), tokens_per_expert, expert_bias, strict=True)),
+        )
+        stages: list[Any] = [None] * dist.get_world_size(self.group)
+        dist.all_gather_object(stages, mine, group=self.group)
+        max_logits = {name: value for stage in stages for name, value in stage[0].items()}
+        moe_layers = sorted((layer for stage in stages for layer in stage[3]), key=lambda layer: layer[0])
+        stats = QKClipStats(
+            dict(sorted(max_logits.items(), key=lambda item: int(item[0].split(".")[2]))),
+            heads_clipped=sum(stage[1] for stage in stages),
+            heads_total=sum(stage[2] for stage in stages),
+        )
+        counts = [counts for _, counts, _ in moe_layers]
+        return (
+            stats,
+            torch.stack(counts) if counts else torch.zeros((0, 0), dtype=torch.int64),
+            [bias for _, _, bias in moe_layers],
+        )
 
     def unsplit_name(self, name: str) -> str:
         """The unsplit model's name of a layer's module named `name` in `modules()`:
