@@ -189,7 +189,12 @@ def run(layout: str) -> dict:
             biases = max(biases, difference)
         else:
             weights = max(weights, difference)
+    # the stages' state dicts, put side by side, name every tensor of the unsplit model once
+    names: list[list[str]] = [[] for _ in range(dist.get_world_size(groups.pipeline))]
+    dist.all_gather_object(names, list(local.state_dict()), group=groups.pipeline)
+    every_name = sorted(name for stage in names for name in stage)
     return {
+        "state_dict_names_are_the_unsplit_models": every_name == sorted(reference.state_dict()),
         "steps": steps,
         "weights": largest_over_ranks(weights),
         "validation_loss": largest_over_ranks(validation),
@@ -197,7 +202,7 @@ def run(layout: str) -> dict:
         "heads_clipped": heads_clipped,
         "reference_heads_clipped": reference_heads_clipped,
         "expert_weight_type": type(model.model.layers[-1].mlp.experts).__name__,
-        "stage_types": sorted({type(piece).__name__ for piece in local}),
+        "stage_types": sorted({type(piece).__name__ for piece in trained.pipeline.slices}),
         "wrapped_stages": sorted({stage for module in local.modules() for stage in wrapped_stages(module)}),
         "layers_on_rank_0": sorted(  # rank 0 writes the results
             {

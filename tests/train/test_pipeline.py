@@ -55,6 +55,7 @@ def assert_equals_the_unsplit_model(run: dict[str, Any]) -> None:
         assert step["max_logit"] <= TOLERANCE, step
         assert step["expert_counts"] == 0, step
     assert run["weights"] <= TOLERANCE
+    assert run["state_dict_names_are_the_unsplit_models"]  # what a checkpoint of the stages would be saved as
     assert run["validation_loss"] <= TOLERANCE  # the forward-only schedule on a held-out batch
     assert run["biases"] == 0  # the same counts move the routing biases by the same signs
     # QK-Clip fired (τ below the max logit) and clipped the same heads on the stages as in one process

@@ -54,7 +54,7 @@ from openk2.train.stage import Stage
 from openk2.train.world import World, all_reduce_sum_, join_world
 
 if TYPE_CHECKING:
-    from openk2.train.pipeline import Pipeline, RankSlices
+    from openk2.train.pipeline import Pipeline, RankStages
 
 # [run] fields that change only logging and bookkeeping: a resumed run may differ in them
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "val_every", "val_max_batches", "log_every"}
@@ -383,7 +383,7 @@ class Trained:
     """What this rank trains, and the step's forward and backward on it, chosen once: the whole model, or
     (pp > 1) its pipeline stages, run by the pipeline schedule."""
 
-    model: K2ForCausalLM | RankSlices
+    model: K2ForCausalLM | RankStages
     groups: ParallelGroups
     pipeline: Pipeline | None = None
 
@@ -460,7 +460,7 @@ def split_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: Worl
 
         for piece in pipeline.slices:
             apply_memory_policy(piece, recipe.memory)
-    return Trained(pipeline.modules(), ParallelGroups(mesh.dp.get_group(), mesh.dp.size(), pp), pipeline)
+    return Trained(pipeline.modules, ParallelGroups(mesh.dp.get_group(), mesh.dp.size(), pp), pipeline)
 
 
 def refuse_unsupported_layout(recipe: TrainingRecipe, world: World, config: K2Config) -> None:

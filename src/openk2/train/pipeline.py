@@ -20,6 +20,7 @@ layer's tokens. The gradient norm adds every stage's squares over the pipeline g
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -198,64 +199,76 @@ class Pipeline:
         self._schedules[batch_shape] = runner
         return runner
 
-    def modules(self) -> RankSlices:
-        """All of this rank's slices as one module (for the optimizer and QK-Clip)."""
-        return RankSlices(self.slices)
+    @functools.cached_property
+    def modules(self) -> RankStages:
+        """This rank's part of the model as one module, under the unsplit model's names (for the optimizer,
+        QK-Clip, the metrics and state dicts)."""
+        return RankStages(self.slices)
 
     def whole_model(
         self, qk_clip: QKClipStats, tokens_per_expert: torch.Tensor, expert_bias: list[list[float]]
     ) -> tuple[QKClipStats, torch.Tensor, list[list[float]]]:
         """What this rank's stages saw in an optimizer step (max logits per attention layer, [MoE layers,
         experts] counts, routing biases), put together with the other pipeline ranks' on every rank, in the
-        unsplit model's layer order and under its names (for the metrics)."""
+        unsplit model's layer order (for the metrics)."""
+        names = {id(module): name for name, module in self.modules.named_modules()}
+        moe_layers = [layer_number(names[id(moe)]) for moe in self.modules.moe_modules()]
         mine = (
-            {self.unsplit_name(name): value for name, value in qk_clip.max_logit_per_layer.items()},
+            qk_clip.max_logit_per_layer,
             qk_clip.heads_clipped,
             qk_clip.heads_total,
-            list(zip(self.moe_layer_numbers(), tokens_per_expert, expert_bias, strict=True)),
+            list(zip(moe_layers, tokens_per_expert, expert_bias, strict=True)),
         )
         stages: list[Any] = [None] * dist.get_world_size(self.group)
         dist.all_gather_object(stages, mine, group=self.group)
         max_logits = {name: value for stage in stages for name, value in stage[0].items()}
-        moe_layers = sorted((layer for stage in stages for layer in stage[3]), key=lambda layer: layer[0])
+        moe = sorted((layer for stage in stages for layer in stage[3]), key=lambda layer: layer[0])
         stats = QKClipStats(
-            dict(sorted(max_logits.items(), key=lambda item: int(item[0].split(".")[2]))),
+            dict(sorted(max_logits.items(), key=lambda item: layer_number(item[0]))),
             heads_clipped=sum(stage[1] for stage in stages),
             heads_total=sum(stage[2] for stage in stages),
         )
-        counts = [counts for _, counts, _ in moe_layers]
+        counts = [counts for _, counts, _ in moe]
         return (
             stats,
             torch.stack(counts) if counts else torch.zeros((0, 0), dtype=torch.int64),
-            [bias for _, _, bias in moe_layers],
+            [bias for _, _, bias in moe],
         )
 
-    def unsplit_name(self, name: str) -> str:
-        """The unsplit model's name of a layer's module named `name` in `modules()`:
-        "1.layers.0.self_attn" is "model.layers.2.self_attn" when slice 1 starts at layer 2."""
-        piece, kind, layer, *rest = name.split(".")
-        assert kind == "layers", f"{name}: not inside a decoder layer"
-        number = self.slices[int(piece)].layer_numbers[int(layer)]
-        return ".".join(["model.layers", str(number), *rest])
 
-    def moe_layer_numbers(self) -> list[int]:
-        """The unsplit model's layer number of each of `modules().moe_modules()`, in that order."""
-        names = {id(module): name for name, module in self.modules().named_modules()}
-        return [int(self.unsplit_name(names[id(moe)]).split(".")[2]) for moe in self.modules().moe_modules()]
+class RankStages(nn.Module):
+    """One rank's slices, their modules registered as in `K2ForCausalLM` (model.embed_tokens,
+    model.layers.N, model.norm, lm_head), so names are the unsplit model's: the optimizer sees the lm_head
+    (AdamW, not Muon), QK-Clip and the metrics name layers by their number, state dicts use the full names."""
 
-
-class RankSlices(nn.ModuleList):
-    """One rank's slices; names its lm_head as HF models do, so the optimizer gives it AdamW, not Muon."""
+    def __init__(self, slices: list[DecoderSlice]) -> None:
+        super().__init__()
+        self.model = nn.Module()
+        first = next((piece.embed_tokens for piece in slices if piece.embed_tokens is not None), None)
+        if first is not None:
+            self.model.embed_tokens = first
+        self.model.layers = nn.ModuleDict(
+            {
+                str(number): layer
+                for piece in slices
+                for number, layer in zip(piece.layer_numbers, piece.layers, strict=True)
+            }
+        )
+        for piece in slices:
+            if piece.norm is not None and piece.lm_head is not None:
+                self.model.norm, self.lm_head = piece.norm, piece.lm_head
 
     def get_output_embeddings(self) -> nn.Module | None:
-        heads = [
-            piece.lm_head for piece in self if isinstance(piece, DecoderSlice) and piece.lm_head is not None
-        ]
-        return heads[0] if heads else None
+        return getattr(self, "lm_head", None)
 
     def moe_modules(self) -> list[MoE]:
-        """This rank's MoE layers, in model order within each slice."""
+        """This rank's MoE layers, in layer order."""
         return [module for module in self.modules() if isinstance(module, MoE)]
+
+
+def layer_number(name: str) -> int:
+    """N of a module named "model.layers.N…"."""
+    return int(name.split(".")[2])
 
 
 def build_pipeline(
