@@ -3,7 +3,8 @@
 The proof (long): `torchrun -m openk2 pretrain` at dp=2 trains 6 steps with a checkpoint at step 3; copies of
 that run resume from step 3 at dp=4 (torchrun) and at dp=1 (this process). Every run splits the same global
 batch of 4 sequences: 2 ranks × 2, 4 × 1, and 1 × 2 × 2 micro-batches. Each run lives in its own working
-directory under the same relative [run] output_dir, so the resumed recipes differ only in that split.
+directory under the same relative [run] output_dir, so the resumed recipes differ only in that split. The
+checkpoint the 4 ranks wrote is then exported; transformers reads the export with OpenK2's logits.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import Any
 import pytest
 import torch
 
+from openk2.model import K2ForCausalLM
 from openk2.model.checkpoint import read_checkpoint_tensors
 from openk2.train import pretrain
 from openk2.train.checkpoint import this_ranks_share
+from openk2.train.export import export_checkpoint
 from openk2.train.metrics import read_metrics
 from openk2.train.world import World
-from tests.numerics import assert_close_in_norm
-from tests.train.small_run import recipe_sections, write_recipe
+from tests.numerics import FP32_EPS, assert_close_in_norm
+from tests.train.small_run import SEQ_LEN, VOCAB, recipe_sections, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5  # the FSDP2 tests' bound (test_parallel.py), relative in norm
@@ -106,6 +109,16 @@ def test_a_dp2_checkpoint_resumes_at_dp4_and_at_dp1_as_the_uninterrupted_dp2_run
             assert_close_in_norm(weights[name], tensor, TOLERANCE, f"{split} {name}")
         loader = json.loads((runs[split] / final / "loader.json").read_text())
         assert loader[0] == json.loads((runs["dp2"] / final / "loader.json").read_text())[0]
+
+    # the export of the checkpoint 4 ranks wrote, read by transformers, against OpenK2 reading the shards
+    from transformers import DeepseekV3ForCausalLM
+
+    exported = export_checkpoint(runs["dp4"] / final, tmp_path / "hf")
+    reference = DeepseekV3ForCausalLM.from_pretrained(exported, attn_implementation="eager").eval()
+    ours = K2ForCausalLM.from_pretrained(runs["dp4"] / final).eval()
+    ids = torch.randint(0, VOCAB, (2, SEQ_LEN), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert_close_in_norm(reference(ids).logits, ours(ids).logits, 30 * FP32_EPS, "export")
 
 
 def test_per_rank_state_that_differs_between_ranks_resumes_only_on_as_many_ranks(tmp_path: Path) -> None:

@@ -127,6 +127,7 @@ def read_sharded_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The whole tensors of a torch.distributed.checkpoint directory, in this process alone (no process group),
     whatever number of ranks wrote its shards."""
     import torch.distributed.checkpoint as dcp  # only training checkpoints need it
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     try:
@@ -141,7 +142,10 @@ def read_sharded_tensors(path: Path) -> dict[str, torch.Tensor]:
             dcp.load(tensors, storage_reader=reader, no_dist=True)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{path}: not a complete sharded checkpoint ({error})") from None
-    except Exception as error:  # a damaged shard or metadata surfaces as unpickling or storage errors
+    except CheckpointException as error:  # a damaged shard: its reader's error, per rank (here one)
+        causes = "; ".join(f"{type(cause).__name__}: {cause}" for cause, _ in error.failures.values())
+        raise ValueError(f"{path}: not a readable sharded checkpoint ({causes})") from None
+    except Exception as error:  # damaged metadata surfaces as an unpickling error
         raise ValueError(
             f"{path}: not a readable sharded checkpoint ({type(error).__name__}: {error})"
         ) from None
