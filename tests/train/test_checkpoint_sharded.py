@@ -22,6 +22,7 @@ from openk2.train.checkpoint import rng_state, set_rng_state
 from openk2.train.export import export_checkpoint
 from openk2.train.sharded import MODEL_DIR, OPTIMIZER_DIR
 from tests.train.small_run import SMALL_MODEL, recipe_sections, write_recipe
+from tests.train.test_checkpoint_integrity import flip_a_bit
 
 SHARD = "__0_0.distcp"  # the one rank's shard file
 
@@ -78,16 +79,17 @@ def test_the_export_is_the_hf_layout_and_its_logits_equal_the_checkpoints(
         assert torch.equal(exported.eval()(ids).logits, trained_model.eval()(ids).logits)
 
 
-def test_export_refuses_a_damaged_shard_and_an_existing_output(
-    trained: tuple[Path, Path], tmp_path: Path
-) -> None:
-    _, checkpoint = trained
-    copy = tmp_path / "copy"
-    shutil.copytree(checkpoint, copy)
+@pytest.fixture
+def copy(trained: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A copy of the final checkpoint, to damage."""
+    return Path(shutil.copytree(trained[1], tmp_path / "copy"))
+
+
+def test_export_refuses_a_damaged_shard_and_an_existing_output(copy: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"--output .*: already exists"):
         export_checkpoint(copy, tmp_path)
     shard = copy / OPTIMIZER_DIR / SHARD
-    shard.write_bytes(shard.read_bytes()[:-1] + bytes([shard.read_bytes()[-1] ^ 1]))
+    flip_a_bit(shard)
     with pytest.raises(
         ValueError, match=re.escape(f"not exported, the checkpoint is damaged: {shard}: SHA-256 differs")
     ):
@@ -95,10 +97,7 @@ def test_export_refuses_a_damaged_shard_and_an_existing_output(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_truncated_shard_is_named_by_the_loaders(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    _, checkpoint = trained
-    copy = tmp_path / "copy"
-    shutil.copytree(checkpoint, copy)
+def test_a_truncated_shard_is_named_by_the_loaders(copy: Path) -> None:
     shard = copy / MODEL_DIR / SHARD
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     with pytest.raises(ValueError, match=re.escape(f"{copy / MODEL_DIR}: not a readable sharded checkpoint")):

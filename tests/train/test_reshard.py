@@ -55,15 +55,14 @@ def split_recipe(directory: Path, small_data: dict[str, Any], split: str) -> Pat
 def torchrun_pretrain(directory: Path, processes: int, resume: bool) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
     env.pop("WORLD_SIZE", None)
-    command = [
+    torchrun = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
-        "--nproc-per-node",
-        str(processes),
+        f"--nproc-per-node={processes}",
     ]
-    command += ["-m", "openk2", "pretrain", "--recipe", "recipe.toml", *(["--resume"] if resume else [])]
+    command = [*torchrun, "-m", "openk2", "pretrain", "--recipe", "recipe.toml", *(["--resume"] * resume)]
     completed = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
 

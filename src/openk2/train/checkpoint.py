@@ -7,12 +7,14 @@ rank), trainer_state.json, and manifest.json, the last file written: every other
 (integrity.py). `K2ForCausalLM.from_pretrained` reads such a directory as it is, so every stage, server and
 evaluation loads it; `openk2 export` writes the single-file HF layout other tools read (export.py).
 
-A checkpoint resumes on another number of ranks when what each rank saved besides the shards is the same
-on every rank: the pre-training loader's position (a window of the global sequence, data/loader.py) and the
-random generators (no training step draws from them, so every rank's equal the seed's). A checkpoint is written into a hidden temporary directory, fsynced file by file, and
-renamed into place, so a kill or a power loss at any moment leaves every earlier checkpoint intact and never a
-half-written one under a `step_*` name; a file damaged later is found by the manifest on resume, which falls
-back to the newest intact checkpoint.
+A checkpoint is written into a hidden temporary directory, fsynced file by file, and renamed into place, so
+a kill or a power loss at any moment leaves every earlier checkpoint intact and never a half-written one under
+a `step_*` name; a file damaged later is found by the manifest on resume, which falls back to the newest
+intact checkpoint.
+
+A checkpoint resumes on another number of ranks when what each rank saved besides the shards is the same on
+every rank: the pre-training loader's position (a window of the global sequence, data/loader.py) and the
+random generators (no pre-training step draws from them, so every rank's equal the seed's).
 """
 
 from __future__ import annotations
@@ -83,10 +85,9 @@ class K2ModelFiles:
 
     config: K2Config
     tokenizer: Path
-    dtype: torch.dtype = torch.float32  # of the trained weights
 
     def write_config(self, directory: Path) -> None:
-        write_config(self.config, self.dtype, directory)
+        write_config(self.config, torch.float32, directory)  # trained weights stay fp32 (autocast aside)
         shutil.copyfile(self.tokenizer, directory / "tokenizer.json")
 
     def write(self, state: dict[str, Any], directory: Path) -> None:
