@@ -1,8 +1,9 @@
 """Sharded checkpoints resume on another number of ranks and continue as the uninterrupted run.
 
 The proof (long): `torchrun -m openk2 pretrain` at dp=2 trains 6 steps with a checkpoint at step 3; copies of
-that run resume from step 3 at dp=4 (torchrun) and at dp=1 (this process). Every run splits the same global
-batch of 4 sequences: 2 ranks × 2, 4 × 1, and 1 × 2 × 2 micro-batches. Each run lives in its own working
+that run resume from step 3 at dp=4 (torchrun, the routed experts also split over ep=2) and at dp=1 (this
+process). Every run splits the same global batch of 4 sequences: 2 ranks × 2, 4 × 1, and 1 × 2 × 2
+micro-batches. Each run lives in its own working
 directory under the same relative [run] output_dir, so the resumed recipes differ only in that split. The
 checkpoint the 4 ranks wrote is then exported; transformers reads the export with OpenK2's logits.
 """
@@ -33,12 +34,13 @@ from tests.train.small_run import SEQ_LEN, VOCAB, recipe_sections, write_recipe
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5  # the FSDP2 tests' bound (test_parallel.py), relative in norm
 STEPS, SAVED_AT = 6, 3
-# (processes, [parallel].dp, [train].batch_size, [train].grad_accum): 4 sequences per step in every run
-SPLITS = {"dp2": (2, 2, 1), "dp4": (4, 1, 1), "dp1": (1, 2, 2)}
+# ([parallel].dp, [parallel].ep, [train].batch_size, [train].grad_accum): 4 sequences per step in every run;
+# at dp=4 the routed experts are also split over ep=2 ranks (expert parallelism), a layout dp=2 did not have
+SPLITS = {"dp2": (2, 1, 2, 1), "dp4": (4, 2, 1, 1), "dp1": (1, 1, 2, 2)}
 
 
 def split_recipe(directory: Path, small_data: dict[str, Any], split: str) -> Path:
-    dp, batch_size, grad_accum = SPLITS[split]
+    dp, ep, batch_size, grad_accum = SPLITS[split]
     sections = recipe_sections(
         Path("runs"),  # relative: every run's [run] section is the same, its working directory is not
         small_data,
@@ -46,7 +48,7 @@ def split_recipe(directory: Path, small_data: dict[str, Any], split: str) -> Pat
         run=dict(steps=STEPS, checkpoint_every=SAVED_AT, val_every=STEPS, val_max_batches=1),
         schedule=dict(warmup_steps=2),
         train=dict(batch_size=batch_size, grad_accum=grad_accum),
-        parallel=dict(dp=dp),
+        parallel=dict(dp=dp, ep=ep),
     )
     directory.mkdir(parents=True, exist_ok=True)
     return write_recipe(directory / "recipe.toml", sections)
