@@ -134,8 +134,19 @@ def test_the_random_generators_are_restored() -> None:
 
 @pytest.mark.gpu
 def test_the_cuda_generator_is_saved_and_restored() -> None:
+    torch.rand(1, device="cuda")  # a process that uses CUDA
     saved = rng_state()
     assert "cuda" in saved
     drawn = torch.rand(4, device="cuda")
     set_rng_state(saved)
     assert torch.equal(torch.rand(4, device="cuda"), drawn)
+
+
+def test_openk2_export_names_a_missing_checkpoint_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none"
+    with pytest.raises(SystemExit) as exited:
+        main(["export", "--checkpoint", str(missing), "--output", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such checkpoint directory\n"

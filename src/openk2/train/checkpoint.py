@@ -147,9 +147,10 @@ def save_checkpoint(
 
 
 def rng_state() -> dict[str, torch.Tensor]:
-    """This process's random generators: the CPU's, and the current GPU's where CUDA exists."""
+    """This process's random generators: the CPU's, and the current GPU's where this process uses CUDA (a CPU
+    run on a GPU machine does not start CUDA for it)."""
     state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
