@@ -20,8 +20,10 @@ random generators (no pre-training step draws from them, so every rank's equal t
 from __future__ import annotations
 
 import json
+import operator
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -235,7 +237,7 @@ def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> Trai
         loader_states = json.loads(loader_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{loader_path}: not valid JSON ({error})") from None
-    loader_state = this_ranks_share(loader_states, world, loader_path, "data positions", _same_json)
+    loader_state = this_ranks_share(loader_states, world, loader_path, "data positions", operator.eq)
     try:
         trainable.loader.load_state_dict(loader_state)
     except (KeyError, TypeError, ValueError) as error:
@@ -246,7 +248,9 @@ def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> Trai
     return read_trainer_state(directory)
 
 
-def this_ranks_share(saved: list[Any], world: World, path: Path, what: str, same: Any) -> Any:
+def this_ranks_share(
+    saved: list[Any], world: World, path: Path, what: str, same: Callable[[Any, Any], bool]
+) -> Any:
     """This rank's entry of a per-rank list; on another number of ranks, the one entry all ranks saved."""
     if len(saved) == world.world_size:
         return saved[world.rank]
@@ -256,10 +260,6 @@ def this_ranks_share(saved: list[Any], world: World, path: Path, what: str, same
         f"{path}: the {len(saved)} ranks that saved it hold different {what}, so it resumes on "
         f"{len(saved)} ranks only, not on {world.world_size}"
     )
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    return bool(a == b)
 
 
 def _same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
