@@ -30,8 +30,8 @@ PER_EXPERT = re.compile(
 )
 LAYER_INDEX = re.compile(r"^model\.layers\.(\d+)\.")
 FP8_BLOCK = 128
-FP32_BUFFERS = ("e_score_correction_bias",)
-SHARDED_MODEL_DIR = "model"  # a training checkpoint's weights: torch.distributed.checkpoint shards  # router arithmetic stays fp32 whatever the weights' dtype
+FP32_BUFFERS = ("e_score_correction_bias",)  # router arithmetic stays fp32 whatever the weights' dtype
+SHARDED_MODEL_DIR = "model"  # a training checkpoint's weights: torch.distributed.checkpoint shards
 logger = logging.getLogger("openk2.model")
 
 
