@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 # [run] fields that change only logging and bookkeeping: a resumed run may differ in them
 RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "val_every", "val_max_batches", "log_every"}
 RESUMABLE_CHANGES |= {"sample_prompt", "sample_tokens"}
+# how the global batch is split over ranks and micro-batches: a run resumes re-split (sharded checkpoints)
+GLOBAL_BATCH_SPLIT = ("[parallel].dp", "[parallel].ep", "[train].batch_size", "[train].grad_accum")
 
 
 @dataclass
@@ -540,4 +542,15 @@ def recipe_changes(
                 continue
             if old.get(field) != new.get(field):
                 changed.append(f"[{section}].{field}")
+    if global_batch(saved, defaults) == global_batch(current, defaults):
+        changed = [name for name in changed if name not in GLOBAL_BATCH_SPLIT]
     return changed
+
+
+def global_batch(recipe: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> int:
+    """Sequences per optimizer step over all ranks: dp × batch_size × grad_accum (of a recipe's JSON form)."""
+
+    def value(section: str, field: str) -> int:
+        return int(recipe.get(section, {}).get(field, defaults.get(section, {}).get(field, 1)))
+
+    return value("parallel", "dp") * value("train", "batch_size") * value("train", "grad_accum")
