@@ -61,6 +61,8 @@ RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "val_every", "val_m
 RESUMABLE_CHANGES |= {"sample_prompt", "sample_tokens"}
 # how the global batch is split over ranks and micro-batches: a run resumes re-split (sharded checkpoints)
 GLOBAL_BATCH_SPLIT = ("[parallel].dp", "[parallel].ep", "[train].batch_size", "[train].grad_accum")
+# how the layers are split into pipeline stages: the step is the same, so a run resumes re-split (pp 2 -> 1)
+PIPELINE_SPLIT = {"pp", "virtual_stages", "schedule", "microbatches"}
 
 
 @dataclass
@@ -94,15 +96,17 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     world = join_world(device)
     run_dir = run.run_dir
 
-    refuse_unsupported_layout(recipe, world, stage.config)
+    if world.is_distributed:  # a layout that does not fit the processes or the model, before any work
+        from openk2.train.parallel import check_layout
+
+        check_layout(recipe.parallel, world.world_size, stage.config)
     torch.manual_seed(run.seed)
     trained = split_from_outside(initial_model(stage, device), recipe, world)
     model, groups = trained.model, trained.groups
     optimizer = build_optimizer(model, recipe, groups.data)
     scheduler = recipe.lr_schedule().scheduler(optimizer)
-    trainable = Trainable(
-        model, K2ModelFiles(stage.config, stage.tokenizer), optimizer, scheduler, stage.batches
-    )
+    files = K2ModelFiles(stage.config, stage.tokenizer)
+    trainable = Trainable(model, files, optimizer, scheduler, stage.batches, whole=trained.pipeline is None)
     expert_load = ExpertLoad(model.moe_modules())
 
     state = TrainerState(step=0, tokens_seen=0, elapsed_seconds=0.0, recipe=recipe.model_dump(mode="json"))
@@ -404,9 +408,9 @@ class Trained:
             losses = self.pipeline.forward_backward(
                 [batch.to(device) for batch in micro_batches], loss_tokens
             )
-        if expert_load.moe_modules:
-            counts = self.pipeline.expert_counts
-            expert_load.add(torch.stack([counts[moe] for moe in expert_load.moe_modules]))
+        counts = [self.pipeline.expert_counts[moe] for moe in expert_load.moe_modules]
+        # a rank whose stages hold no MoE layer counts an empty [0, 0] load, as the unsplit loop does
+        expert_load.add(torch.stack(counts) if counts else torch.zeros((0, 0), dtype=torch.int64))
         return losses
 
     def optimizer_step(
@@ -465,21 +469,6 @@ def split_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: Worl
     return Trained(pipeline.modules, ParallelGroups(mesh.dp.get_group(), mesh.dp.size(), pp), pipeline)
 
 
-def refuse_unsupported_layout(recipe: TrainingRecipe, world: World, config: K2Config) -> None:
-    """Before any work: a layout that does not fit the processes or the model, or a pipeline run, whose
-    checkpoints need distributed checkpoints (not written yet: a whole-model save would be wrong)."""
-    if world.is_distributed:
-        from openk2.train.parallel import check_layout
-
-        check_layout(recipe.parallel, world.world_size, config)
-    if recipe.parallel.pp > 1:
-        raise ValueError(
-            f"[parallel] pp = {recipe.parallel.pp}: checkpoints of pipeline runs are not supported yet "
-            "(every stage's weights and optimizer state would need a distributed checkpoint); "
-            "train with pp = 1"
-        )
-
-
 def refuse_to_overwrite(run_dir: Path, resume: bool) -> None:
     """A run directory with checkpoints is continued (--resume) or left alone, never started over."""
     newest = find_checkpoints(run_dir).valid[-1:]
@@ -535,7 +524,8 @@ def recipe_changes(
     for section in sorted(set(saved) | set(current)):
         old, new = saved.get(section, {}), current.get(section, {})
         for field in sorted(set(old) | set(new)):
-            if section == "run" and field in RESUMABLE_CHANGES:
+            free = RESUMABLE_CHANGES if section == "run" else PIPELINE_SPLIT if section == "parallel" else ()
+            if field in free:
                 continue
             section_defaults = defaults.get(section, {})
             if field not in old and field in section_defaults and new.get(field) == section_defaults[field]:
