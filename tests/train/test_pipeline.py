@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from openk2.model import K2Config
 from openk2.model.checkpoint import read_checkpoint_tensors
 from openk2.train import pretrain
+from openk2.train.loop import recipe_changes
 from openk2.train.parallel import check_layout
 from openk2.train.pipeline import split_layers
 from openk2.train.recipe import ParallelSection, Recipe, RunSection
@@ -213,6 +214,18 @@ def test_a_model_the_pipeline_cannot_split_is_refused_before_any_work() -> None:
     tied = K2Config.preset("tiny").model_copy(update={"tie_word_embeddings": True})
     with pytest.raises(ValueError, match="tied embeddings would live on the first and the last stage"):
         check_layout(ParallelSection(pp=2, microbatches=2), world_size=2, model=tied)
+
+
+def test_a_run_may_resume_with_another_pipeline_split_but_not_another_global_batch() -> None:
+    saved = pretraining_recipe(
+        {"pp": 2, "schedule": "Interleaved1F1B", "virtual_stages": 2, "microbatches": 4}
+    )
+    resumed = pretraining_recipe({})
+    defaults = resumed.section_defaults()
+    assert recipe_changes(saved.model_dump(mode="json"), resumed.model_dump(mode="json"), defaults) == []
+    regrouped = pretraining_recipe({"pp": 2, "microbatches": 2}, train={"batch_size": 4})
+    changed = recipe_changes(saved.model_dump(mode="json"), regrouped.model_dump(mode="json"), defaults)
+    assert changed == ["[train].batch_size"]  # 8 sequences a step before, 4 now
 
 
 @pytest.mark.parametrize(("rank", "shard"), [(0, 0), (1, 1), (2, 0), (3, 1)])

@@ -516,7 +516,8 @@ def restore_if_resuming(
 def recipe_changes(
     saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, dict[str, Any]]
 ) -> list[str]:
-    """Dotted names of the recipe fields that differ, ignoring the bookkeeping ones of [run].
+    """Dotted names of the recipe fields that differ, ignoring the bookkeeping ones of [run] and the pipeline
+    split of [parallel].
 
     A field the saved recipe lacks (added to the recipe since) changes nothing while it keeps its default.
     """
