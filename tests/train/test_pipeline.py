@@ -9,21 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from pydantic import ValidationError
 
 from openk2.model import K2Config
-from openk2.model.checkpoint import read_checkpoint_tensors
-from openk2.train import pretrain
 from openk2.train.loop import recipe_changes
 from openk2.train.parallel import check_layout
 from openk2.train.pipeline import split_layers
 from openk2.train.recipe import ParallelSection, Recipe, RunSection
 from openk2.train.world import World
-from tests.numerics import assert_close_in_norm
 from tests.train.conftest import TWO_PROCESS_PIPELINES
-from tests.train.small_run import recipe_sections, write_recipe
-from tests.train.test_reshard import SAVED_AT, STEPS, resumable_copy, torchrun_pretrain, trajectory
+from tests.train.test_reshard import (
+    assert_continues_as_uninterrupted,
+    reshard_recipe,
+    train_and_resume_copies,
+)
 from tests.train.torchrun import torchrun
 
 TOLERANCE = 1e-5  # the FSDP2 tests' bound (test_parallel.py); measured ≤ 1.1e-6 here
@@ -101,36 +100,11 @@ def test_a_pp2_pretraining_run_resumes_at_pp1_as_the_uninterrupted_run(
     runs = {layout: tmp_path / layout for layout in ("pp2", "pp1", "pp2-resumed")}
     for layout, directory in runs.items():
         pipeline = dict(pp=2, microbatches=2) if layout.startswith("pp2") else {}
-        sections = recipe_sections(
-            Path("runs"),  # relative: the runs differ only in their working directory and [parallel]
-            small_data,
-            name="reshard",
-            run=dict(steps=STEPS, checkpoint_every=SAVED_AT, val_every=STEPS, val_max_batches=1),
-            schedule=dict(warmup_steps=2),
-            train=dict(batch_size=4, grad_accum=1),
-            parallel=pipeline,
-        )
-        directory.mkdir()
-        write_recipe(directory / "recipe.toml", sections)
-    torchrun_pretrain(runs["pp2"], processes=2, resume=False)
-    resumable_copy(runs["pp2"], runs["pp1"])
-    resumable_copy(runs["pp2"], runs["pp2-resumed"])
-    torchrun_pretrain(runs["pp2-resumed"], processes=2, resume=True)
-    monkeypatch.chdir(runs["pp1"])
-    pretrain(Path("recipe.toml"), resume=True, progress=False)
+        reshard_recipe(directory, small_data, pipeline, dict(batch_size=4, grad_accum=1))
+    train_and_resume_copies(runs, "pp2", ("pp2-resumed", 2), "pp1", monkeypatch)
 
-    expected = trajectory(runs["pp2"])
-    final = Path("runs", "reshard", "checkpoints", f"step_{STEPS:06d}")
-    expected_weights = read_checkpoint_tensors(runs["pp2"] / final)
     for layout in ("pp1", "pp2-resumed"):
-        resumed = trajectory(runs[layout])
-        assert torch.equal(resumed[:SAVED_AT], expected[:SAVED_AT])  # the copied steps
-        for step in range(SAVED_AT, STEPS):
-            assert_close_in_norm(resumed[step], expected[step], TOLERANCE, f"{layout} step {step + 1}")
-        weights = read_checkpoint_tensors(runs[layout] / final)
-        assert weights.keys() == expected_weights.keys()
-        for name, tensor in expected_weights.items():
-            assert_close_in_norm(weights[name], tensor, TOLERANCE, f"{layout} {name}")
+        assert_continues_as_uninterrupted(runs[layout], runs["pp2"], layout)
 
 
 def test_layers_are_split_evenly_and_more_stages_than_layers_are_refused() -> None:
