@@ -41,14 +41,23 @@ SPLITS = {"dp2": (2, 1, 2, 1), "dp4": (4, 2, 1, 1), "dp1": (1, 1, 2, 2)}
 
 def split_recipe(directory: Path, small_data: dict[str, Any], split: str) -> Path:
     dp, ep, batch_size, grad_accum = SPLITS[split]
+    return reshard_recipe(
+        directory, small_data, dict(dp=dp, ep=ep), dict(batch_size=batch_size, grad_accum=grad_accum)
+    )
+
+
+def reshard_recipe(
+    directory: Path, small_data: dict[str, Any], parallel: dict[str, Any], train: dict[str, Any]
+) -> Path:
+    """The run every test here trains and resumes, with this [parallel] and [train] split."""
     sections = recipe_sections(
         Path("runs"),  # relative: every run's [run] section is the same, its working directory is not
         small_data,
         name="reshard",
         run=dict(steps=STEPS, checkpoint_every=SAVED_AT, val_every=STEPS, val_max_batches=1),
         schedule=dict(warmup_steps=2),
-        train=dict(batch_size=batch_size, grad_accum=grad_accum),
-        parallel=dict(dp=dp, ep=ep),
+        train=train,
+        parallel=parallel,
     )
     directory.mkdir(parents=True, exist_ok=True)
     return write_recipe(directory / "recipe.toml", sections)
@@ -82,6 +91,38 @@ def trajectory(directory: Path) -> torch.Tensor:
     return torch.tensor([[r.loss, r.grad_norm] for r in records], dtype=torch.float64)
 
 
+def train_and_resume_copies(
+    runs: dict[str, Path],
+    saved: str,
+    under_torchrun: tuple[str, int],
+    in_this_process: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Train runs[saved] on 2 processes; resume copies of it after its step-SAVED_AT checkpoint in the runs
+    named by under_torchrun (on that many processes) and in_this_process, each with its own recipe."""
+    torchrun_pretrain(runs[saved], processes=2, resume=False)
+    resumed, processes = under_torchrun
+    for copy in (resumed, in_this_process):
+        resumable_copy(runs[saved], runs[copy])
+    torchrun_pretrain(runs[resumed], processes=processes, resume=True)
+    monkeypatch.chdir(runs[in_this_process])
+    pretrain(Path("recipe.toml"), resume=True, progress=False)
+
+
+def assert_continues_as_uninterrupted(resumed: Path, uninterrupted: Path, label: str) -> None:
+    """The copy in `resumed`, resumed from step SAVED_AT, trained as the run in `uninterrupted` did: the same
+    losses and gradient norms, the same final weights (TOLERANCE, relative in norm)."""
+    expected, got = trajectory(uninterrupted), trajectory(resumed)
+    assert torch.equal(got[:SAVED_AT], expected[:SAVED_AT])  # the copied steps
+    for step in range(SAVED_AT, STEPS):
+        assert_close_in_norm(got[step], expected[step], TOLERANCE, f"{label} step {step + 1}")
+    final = Path("runs", "reshard", "checkpoints", f"step_{STEPS:06d}")
+    weights, expected_weights = (read_checkpoint_tensors(run / final) for run in (resumed, uninterrupted))
+    assert weights.keys() == expected_weights.keys()
+    for name, tensor in expected_weights.items():
+        assert_close_in_norm(weights[name], tensor, TOLERANCE, f"{label} {name}")
+
+
 @pytest.mark.long
 def test_a_dp2_checkpoint_resumes_at_dp4_and_at_dp1_as_the_uninterrupted_dp2_run(
     small_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -89,25 +130,11 @@ def test_a_dp2_checkpoint_resumes_at_dp4_and_at_dp1_as_the_uninterrupted_dp2_run
     runs = {split: tmp_path / split for split in SPLITS}
     for split, directory in runs.items():
         split_recipe(directory, small_data, split)
-    torchrun_pretrain(runs["dp2"], processes=2, resume=False)
-    resumable_copy(runs["dp2"], runs["dp4"])
-    resumable_copy(runs["dp2"], runs["dp1"])
-    torchrun_pretrain(runs["dp4"], processes=4, resume=True)
-    monkeypatch.chdir(runs["dp1"])
-    pretrain(Path("recipe.toml"), resume=True, progress=False)
+    train_and_resume_copies(runs, "dp2", ("dp4", 4), "dp1", monkeypatch)
 
-    expected = trajectory(runs["dp2"])
     final = Path("runs", "reshard", "checkpoints", f"step_{STEPS:06d}")
-    expected_weights = read_checkpoint_tensors(runs["dp2"] / final)
     for split in ("dp4", "dp1"):
-        resumed = trajectory(runs[split])
-        assert torch.equal(resumed[:SAVED_AT], expected[:SAVED_AT])  # the copied steps
-        for step in range(SAVED_AT, STEPS):
-            assert_close_in_norm(resumed[step], expected[step], TOLERANCE, f"{split} step {step + 1}")
-        weights = read_checkpoint_tensors(runs[split] / final)
-        assert weights.keys() == expected_weights.keys()
-        for name, tensor in expected_weights.items():
-            assert_close_in_norm(weights[name], tensor, TOLERANCE, f"{split} {name}")
+        assert_continues_as_uninterrupted(runs[split], runs["dp2"], split)
         loader = json.loads((runs[split] / final / "loader.json").read_text())
         assert loader[0] == json.loads((runs["dp2"] / final / "loader.json").read_text())[0]
 

@@ -109,6 +109,7 @@ class Trainable:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loader: Resumable  # the data's position (RL: the task sampler and the paused episodes)
+    whole: bool = True  # model is the whole model, not one pipeline rank's stages
 
 
 def checkpoint_name(step: int) -> str:
@@ -230,7 +231,7 @@ def read_trainer_state(directory: Path) -> TrainerState:
 def load_checkpoint(directory: Path, trainable: Trainable, world: World) -> TrainerState:
     """Restore model, optimizer, schedule, this rank's loader position and RNG from `directory`, saved by
     this number of ranks or, where every rank saved the same position and generators, by any other."""
-    load_sharded(trainable.model, trainable.optimizer, directory)
+    load_sharded(trainable.model, trainable.optimizer, directory, trainable.whole)
     trainable.scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
     loader_path = directory / "loader.json"
     try:
