@@ -12,10 +12,10 @@ import pytest
 from pydantic import ValidationError
 
 from openk2.model import K2Config
-from openk2.train.loop import recipe_changes
 from openk2.train.parallel import check_layout
 from openk2.train.pipeline import split_layers
 from openk2.train.recipe import ParallelSection, Recipe, RunSection
+from openk2.train.resume import recipe_changes
 from openk2.train.world import World
 from tests.train.conftest import TWO_PROCESS_PIPELINES
 from tests.train.test_reshard import (

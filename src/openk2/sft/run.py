@@ -27,7 +27,7 @@ from openk2.tokenizer import load_tokenizer
 from openk2.tokenizer.special_tokens import PAD
 from openk2.train import RunSummary, Stage, TokenBatch, train
 from openk2.train.device import resolve_device
-from openk2.train.loop import refuse_to_overwrite
+from openk2.train.resume import refuse_to_overwrite
 from openk2.train.world import join_world
 
 DATA_SUMMARY = "data_summary.json"
