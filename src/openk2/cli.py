@@ -77,6 +77,13 @@ def pretrain(args: argparse.Namespace) -> None:
     leave_world()
 
 
+def export(args: argparse.Namespace) -> None:
+    """A training checkpoint (sharded by any number of ranks) as config.json + model.safetensors + tokenizer.json."""
+    from openk2.train.export import export_checkpoint
+
+    console.print(f"exported {args.checkpoint} to {export_checkpoint(args.checkpoint, args.output)}")
+
+
 def generate(args: argparse.Namespace) -> None:
     """Continue a text prompt with a checkpoint; with --ids, token ids in and out (a random preset has no
     tokenizer, so it takes ids only)."""
@@ -172,6 +179,13 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     )
     pre.set_defaults(run=pretrain)
 
+    exp = verbs.add_parser(
+        "export", help="a training checkpoint as one Hugging Face directory (config, safetensors, tokenizer)"
+    )
+    exp.add_argument("--checkpoint", type=Path, required=True, help="a checkpoints/step_N directory")
+    exp.add_argument("--output", type=Path, required=True, help="a new directory to write")
+    exp.set_defaults(run=export)
+
     package_verb = functools.partial(_add_package_verb, verbs, verb)
     package_verb(
         "sft",
@@ -198,7 +212,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     source.add_argument(
         "--checkpoint",
         type=Path,
-        help="a checkpoint directory (config.json, model.safetensors, tokenizer.json)",
+        help="a checkpoint directory (a training checkpoint, or config.json + model.safetensors + tokenizer.json)",
     )
     source.add_argument(
         "--preset",

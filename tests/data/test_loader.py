@@ -75,11 +75,37 @@ def test_ranks_see_disjoint_windows_that_together_cover_the_epoch(
         )
         for rank in range(world_size)
     ]
-    shares = [rows(loader, len(range(loader.rank, len(windows), world_size))) for loader in loaders]
-    assert all(loader.epoch == 0 for loader in loaders)
-    assert max(map(len, shares)) - min(map(len, shares)) <= 1
-    assert sum(map(Counter, shares), Counter()) == Counter(windows)
-    assert next(loaders[0]).shape == (1, SEQ_LEN) and loaders[0].epoch == 1  # the next batch opens epoch 1
+    steps = len(windows) // world_size  # every rank reads in lockstep, one micro-batch per step
+    shares = [rows(loader, steps) for loader in loaders]
+    read = sum(map(Counter, shares), Counter())
+    assert sum(read.values()) == world_size * steps and not read - Counter(windows)  # disjoint, this epoch's
+    # the epoch's last windows, then the next epoch's, continue without a gap
+    tail = [row for loader in loaders for row in rows(loader, 1)]
+    assert read + Counter(tail[: len(windows) % world_size]) == Counter(windows)
+    assert all(loader.epoch == 1 for loader in loaders)
+
+
+@pytest.mark.parametrize("world_size, batch_size", [(1, 4), (2, 2), (4, 1)])
+def test_a_global_batch_reads_the_same_windows_however_it_is_split_over_ranks(
+    small_shards: tuple[Path, Manifest], world_size: int, batch_size: int
+) -> None:
+    """4 rows per global micro-batch: 1 rank × 4, 2 × 2 or 4 × 1 train on the same windows at each step,
+    also across the epoch boundary, and save the same position on every rank."""
+    shards_dir = small_shards[0]
+    loaders = [
+        PackedSequenceLoader(
+            shards_dir, seq_len=SEQ_LEN, batch_size=batch_size, seed=0, rank=rank, world_size=world_size
+        )
+        for rank in range(world_size)
+    ]
+    single = PackedSequenceLoader(shards_dir, seq_len=SEQ_LEN, batch_size=4, seed=0)
+    steps = -(-single.num_windows // 4) + 2  # into the second epoch
+    for _ in range(steps):
+        expected = Counter(tuple(row) for row in next(single).tolist())
+        split = Counter(tuple(row) for loader in loaders for row in next(loader).tolist())
+        assert split == expected
+    assert all(loader.state_dict() == single.state_dict() for loader in loaders)
+    assert single.epoch == 1
 
 
 def test_a_resumed_loader_yields_exactly_what_an_uninterrupted_one_would(
@@ -115,9 +141,9 @@ def test_the_same_seed_gives_the_same_order_and_another_seed_does_not(
 
 def test_a_state_from_another_data_layout_is_refused(small_shards: tuple[Path, Manifest]) -> None:
     saved = PackedSequenceLoader(small_shards[0], seq_len=SEQ_LEN, batch_size=2, seed=0).state_dict()
-    other_world = PackedSequenceLoader(small_shards[0], seq_len=SEQ_LEN, batch_size=2, seed=0, world_size=2)
-    with pytest.raises(ValueError, match="loader state: world_size is 1 in the saved state but 2"):
-        other_world.load_state_dict(saved)
+    other_seed = PackedSequenceLoader(small_shards[0], seq_len=SEQ_LEN, batch_size=2, seed=1, world_size=2)
+    with pytest.raises(ValueError, match="loader state: seed is 0 in the saved state but 1"):
+        other_seed.load_state_dict(saved)
     with pytest.raises(ValueError, match="position"):
         PackedSequenceLoader(small_shards[0], seq_len=SEQ_LEN, batch_size=2, seed=0).load_state_dict(
             {**saved, "position": 10_000}

@@ -1,8 +1,11 @@
 """The HTTP back end of the LLM interface (official openai client) against our own loopback server."""
 
 import asyncio
+import gc
 import json
 import socket
+import warnings
+import weakref
 
 import openai
 import pytest
@@ -60,6 +63,21 @@ def test_batch_and_async_calls_are_served_concurrently(scripted, endpoint):
 
     assert asyncio.run(ask()) == [ANSWER] * 4
     assert scripted.engine.scheduler.stats.finished == before + 12
+
+
+def test_each_event_loop_closes_its_connections_and_is_not_kept_alive(endpoint):
+    async def ask() -> tuple[list[str], weakref.ref]:
+        replies = await asyncio.gather(*(endpoint.achat(chat_request(QUESTION)) for _ in range(3)))
+        return [reply.message.content for reply in replies], weakref.ref(asyncio.get_running_loop())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = [asyncio.run(ask()) for _ in range(2)]  # a second loop after the first has closed
+        gc.collect()
+    assert [answers for answers, _ in runs] == [[ANSWER] * 3] * 2
+    assert [loop() for _, loop in runs] == [None, None]
+    # a connection collected without being closed would warn "unclosed transport"
+    assert not [warning for warning in caught if issubclass(warning.category, ResourceWarning)]
 
 
 def test_server_side_request_errors_arrive_naming_the_field(endpoint):

@@ -15,9 +15,9 @@ PRETRAIN_STEPS = 30
 SFT_MODEL = {**SMALL_MODEL, "max_position_embeddings": 512}
 
 
-def pretrain_small(root: Path) -> Path:
-    """The small K2 of the pre-training tests with room for 512 positions, pre-trained briefly on Shakespeare;
-    returns its checkpoint (the starting point of the SFT and RL tests)."""
+def pretrain_small(root: Path, steps: int = PRETRAIN_STEPS, positions: int = 512) -> Path:
+    """The small K2 of the pre-training tests with room for `positions` tokens, pre-trained briefly on
+    Shakespeare; returns its checkpoint (the starting point of the SFT, RL and synthesis tests)."""
     root.mkdir(parents=True, exist_ok=True)
     data = data_section(write_corpus(root), root / "data")
     tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
@@ -25,10 +25,8 @@ def pretrain_small(root: Path) -> Path:
         root,
         data,
         name="pretrained",
-        run=dict(
-            steps=PRETRAIN_STEPS, checkpoint_every=PRETRAIN_STEPS, val_every=PRETRAIN_STEPS, val_max_batches=1
-        ),
-        model=dict(preset="tiny", overrides=SFT_MODEL),
+        run=dict(steps=steps, checkpoint_every=steps, val_every=steps, val_max_batches=1),
+        model=dict(preset="tiny", overrides={**SFT_MODEL, "max_position_embeddings": positions}),
     )
     return pretrain(write_recipe(root / "pretrain.toml", sections), progress=False).checkpoint
 

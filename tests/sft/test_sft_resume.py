@@ -15,6 +15,7 @@ from openk2.train import find_checkpoints
 from openk2.train.metrics import read_metrics
 from tests.sft.sft_data import small_mixture
 from tests.sft.sft_recipe import sft_sections, write_sft_recipe
+from tests.train.test_resume import assert_same_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 20  # the run is still going when the step-8 checkpoint appears
@@ -74,7 +75,4 @@ def test_sigkill_mid_run_then_resume_reproduces_the_uninterrupted_run(
         [getattr(r, f) for f in computed] for r in expected
     ]
     final = f"checkpoints/step_{STEPS:06d}"
-    for name in ("model.safetensors", "loader.json"):
-        assert (tmp_path / "killed" / final / name).read_bytes() == (
-            tmp_path / "uninterrupted" / final / name
-        ).read_bytes()
+    assert_same_checkpoint(tmp_path / "killed" / final, tmp_path / "uninterrupted" / final)

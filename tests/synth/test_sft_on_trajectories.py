@@ -9,34 +9,20 @@ from pathlib import Path
 import pytest
 
 from openk2.chat import render
-from openk2.data import DataConfig, tokenize_corpus
 from openk2.gym.records import Trajectory, read_records
-from openk2.recipes import validate_recipe
 from openk2.sft.run import DATA_SUMMARY, sft
 from openk2.synth import synthesise
-from openk2.train import pretrain
 from openk2.train.metrics import read_metrics
-from tests.sft.sft_recipe import SFT_MODEL, sft_sections, write_sft_recipe
+from tests.sft.sft_recipe import pretrain_small, sft_sections, write_sft_recipe
 from tests.synth.scripted_world import bag_of_words, scripted_models
 from tests.synth.synth_recipe import small_recipe
-from tests.train.small_run import data_section, recipe_sections, write_corpus, write_recipe
 
 
 @pytest.fixture(scope="module")
 def long_context_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small K2 of the SFT tests with room for 2,048 positions (a conversation declares its tools in
     full), pre-trained six steps: the test is that SFT reads and trains on the trajectories, not what it learns."""
-    root = tmp_path_factory.mktemp("pretrained")
-    data = data_section(write_corpus(root), root / "data")
-    tokenize_corpus(validate_recipe(DataConfig, data, "[data]"), progress=False)
-    sections = recipe_sections(
-        root,
-        data,
-        name="pretrained",
-        run=dict(steps=6, checkpoint_every=6, val_every=6, val_max_batches=1),
-        model=dict(preset="tiny", overrides={**SFT_MODEL, "max_position_embeddings": 2048}),
-    )
-    return pretrain(write_recipe(root / "pretrain.toml", sections), progress=False).checkpoint
+    return pretrain_small(tmp_path_factory.mktemp("pretrained"), steps=6, positions=2048)
 
 
 @pytest.fixture(scope="module")

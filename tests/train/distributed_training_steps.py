@@ -1,5 +1,7 @@
-"""Run by test_parallel.py: `torchrun --nproc-per-node N distributed_training_steps.py EP[,EP...] RESULT_JSON`
-(gloo); one run per expert-parallel degree, in one launch, results keyed by the degree.
+"""Run by test_parallel.py: `torchrun --nproc-per-node N distributed_training_steps.py EP[,EP...] [LAYOUTS]
+RESULT_JSON` (gloo); one run per expert-parallel degree, in one launch, results keyed by the degree. LAYOUTS:
+pipeline layouts run by distributed_pipeline_steps.py in the same launch (a launch costs more than the
+steps), results keyed by the layout.
 
 Every rank builds the tiny K2 model with the same seed and keeps an unparallelized copy of it. For a few
 steps the model parallelized with [parallel] dp=N, ep=EP trains on this rank's 1/N of each global batch
@@ -129,8 +131,12 @@ def main() -> None:
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     results = {degree: run(int(degree)) for degree in sys.argv[1].split(",")}
+    if len(sys.argv) == 4:
+        from distributed_pipeline_steps import run as run_pipeline  # this script's directory is on sys.path
+
+        results |= {layout: run_pipeline(layout) for layout in sys.argv[2].split(";")}
     if dist.get_rank() == 0:
-        with open(sys.argv[2], "w") as f:
+        with open(sys.argv[-1], "w") as f:
             json.dump(results, f)
     dist.barrier()
     # skip interpreter teardown: under load gloo's threads sometimes abort while being destroyed

@@ -15,8 +15,13 @@ from openk2.train import find_checkpoints, pretrain
 from openk2.train.checkpoint import REQUIRED_FILES, newest_intact
 from openk2.train.integrity import MANIFEST
 from openk2.train.metrics import read_metrics
+from openk2.train.sharded import MODEL_DIR, OPTIMIZER_DIR
 from tests.train.small_run import recipe_sections, write_recipe
 from tests.train.test_resume import _trajectory
+
+# the files a checkpoint must have, and the one shard file each of model and optimizer a single process writes
+SHARDS = (f"{MODEL_DIR}/__0_0.distcp", f"{OPTIMIZER_DIR}/__0_0.distcp")
+CHECKPOINT_FILES = (*REQUIRED_FILES, *SHARDS)
 
 
 def truncate(path: Path) -> None:
@@ -71,12 +76,12 @@ def test_the_manifest_lists_every_other_file_of_a_checkpoint(finished: tuple[Pat
     _, run_dir = finished
     for checkpoint in find_checkpoints(run_dir).valid:
         listed = json.loads((checkpoint / MANIFEST).read_text())["files"]
-        assert sorted(listed) == sorted(set(REQUIRED_FILES) - {MANIFEST})
+        assert sorted(listed) == sorted(set(CHECKPOINT_FILES) - {MANIFEST})
         assert all(len(entry["sha256"]) == 64 and entry["bytes"] > 0 for entry in listed.values())
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
-@pytest.mark.parametrize("file", REQUIRED_FILES)
+@pytest.mark.parametrize("file", CHECKPOINT_FILES)
 def test_each_damage_to_each_file_is_named_and_skipped(
     finished: tuple[Path, Path], tmp_path: Path, file: str, damage: str
 ) -> None:
@@ -90,8 +95,8 @@ def test_each_damage_to_each_file_is_named_and_skipped(
 
 # one full continuation per kind of damage, each on a different file (the choice above covers every pair)
 CONTINUED = [
-    ("model.safetensors", "truncate"),
-    ("optimizer.pt", "bit flip"),
+    (SHARDS[0], "truncate"),
+    (SHARDS[1], "bit flip"),
     ("rng.pt", "empty"),
     ("loader.json", "missing"),
 ]
@@ -132,13 +137,13 @@ def test_no_intact_checkpoint_stops_with_every_damaged_file_named(
     recipe, run_dir = finished
     copy = tmp_path / "r"
     shutil.copytree(run_dir, copy)
-    for step, file in (("4", "model.safetensors"), ("8", "optimizer.pt"), ("12", "trainer_state.json")):
+    for step, file in (("4", SHARDS[0]), ("8", SHARDS[1]), ("12", "trainer_state.json")):
         flip_a_bit(copy / "checkpoints" / f"step_{int(step):06d}" / file)
     with pytest.raises(ValueError, match="no intact checkpoint") as raised:
         pretrain(write_recipe_at(recipe, tmp_path), resume=True, progress=False)
     for file in (
-        "step_000004/model.safetensors",
-        "step_000008/optimizer.pt",
+        f"step_000004/{SHARDS[0]}",
+        f"step_000008/{SHARDS[1]}",
         "step_000012/trainer_state.json",
     ):
         assert file in str(raised.value)

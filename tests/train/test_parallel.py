@@ -7,11 +7,6 @@ unparallelized model (or `RoutedExperts`) on the whole global batch in one proce
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,41 +16,11 @@ from openk2.model.protocols import extension_points
 from openk2.train.expert_parallel import ExpertParallelExperts
 from openk2.train.parallel import build_mesh
 from openk2.train.recipe import ParallelSection
+from tests.train.torchrun import torchrun
 
-HERE = Path(__file__).parent
 TOLERANCE = 1e-5
 GRADIENT_TOLERANCE = 1e-6  # measured ≤ 1e-7; the largest gradients are ~0.1
 RUNS = ["data_parallel", "expert_parallel", "expert_and_data_parallel"]
-
-
-def torchrun(script: str, *args: str, result: Path, processes: int = 2) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    env.pop("WORLD_SIZE", None)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(processes),
-    ]
-    completed = subprocess.run(
-        [*command, str(HERE / script), *args, str(result)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    return json.loads(result.read_text())
-
-
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """[parallel] dp=2 (FSDP2 only), then dp=2, ep=2 (8 of 16 experts per rank + FSDP2): 3 MuonClip steps of
-    the tiny model each, in one torchrun launch of 2 processes (a launch costs more than the steps)."""
-    result = tmp_path_factory.mktemp("dp_and_ep") / "result.json"
-    return torchrun("distributed_training_steps.py", "1,2", result=result)
 
 
 @pytest.fixture(scope="module")
@@ -153,16 +118,17 @@ def test_expert_parallelism_refuses_experts_whose_stages_were_already_wrapped(al
     assert "apply expert parallelism first" in all_to_all["wrapped_stage_refusal"]
 
 
-def test_build_mesh_names_the_field_when_dp_is_not_the_world_size(monkeypatch):
+def test_build_mesh_names_the_numbers_when_the_layout_is_not_the_world_size(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    with pytest.raises(ValueError, match=r"\[parallel\] dp: expected the number of processes, 1"):
+    with pytest.raises(
+        ValueError, match=r"\[parallel\] pp × dp = 1 × 2 = 2 differs from the number of processes, 1"
+    ):
         build_mesh(ParallelSection(dp=2))
 
 
-def test_build_mesh_names_the_field_when_ep_does_not_divide_dp(monkeypatch):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    with pytest.raises(ValueError, match=r"\[parallel\] ep: must divide dp=1"):
-        build_mesh(ParallelSection(dp=1, ep=2))
+def test_parallel_section_names_the_field_when_ep_does_not_divide_dp():
+    with pytest.raises(ValueError, match=r"ep: must divide dp=1, got 2"):
+        ParallelSection(dp=1, ep=2)
 
 
 def test_expert_parallel_experts_offer_the_memory_policy_the_routed_experts_stages():

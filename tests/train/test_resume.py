@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 import torch
 
+from openk2.model.checkpoint import read_sharded_tensors
 from openk2.train import find_checkpoints, pretrain
 from openk2.train.environment import read_sessions
 from openk2.train.metrics import StepRecord, read_metrics
+from openk2.train.sharded import METADATA, MODEL_DIR, OPTIMIZER_DIR
 from tests.train.small_run import recipe_sections, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,22 +90,17 @@ def test_sigkill_mid_run_then_resume_reproduces_the_uninterrupted_losses(
     assert [r.loss for r in resumed] == [r.loss for r in expected]  # exactly equal, every step
     assert _trajectory(resumed) == _trajectory(expected)
     final = f"checkpoints/step_{STEPS:06d}"
-    killed_final, expected_final = tmp_path / "killed" / final, tmp_path / "uninterrupted" / final
-    for name in ("model.safetensors", "loader.json"):
-        assert (killed_final / name).read_bytes() == (expected_final / name).read_bytes(), name
-    optimizer_states = [
-        torch.load(d / "optimizer.pt", weights_only=True) for d in (killed_final, expected_final)
-    ]
-    as_lists = [
-        [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in s["param_groups"]]
-        for s in optimizer_states
-    ]
-    assert as_lists[0] == as_lists[1]  # a restored group may hold adamw_betas as a list instead of a tuple
-    for param, state in optimizer_states[1]["state"].items():
-        for key, value in state.items():
-            assert torch.equal(
-                torch.as_tensor(optimizer_states[0]["state"][param][key]), torch.as_tensor(value)
-            )
+    assert_same_checkpoint(tmp_path / "killed" / final, tmp_path / "uninterrupted" / final)
+
+
+def assert_same_checkpoint(actual: Path, expected: Path) -> None:
+    """Equal weights, optimizer state (every shard's tensors) and data position."""
+    assert (actual / "loader.json").read_bytes() == (expected / "loader.json").read_bytes()
+    for part in (MODEL_DIR, OPTIMIZER_DIR):
+        tensors = [read_sharded_tensors(d / part) for d in (actual, expected)]
+        assert tensors[0].keys() == tensors[1].keys(), part
+        for name, tensor in tensors[1].items():
+            assert torch.equal(tensors[0][name], tensor), (part, name)
 
 
 def test_resume_skips_a_damaged_newest_checkpoint_and_leftover_temp_dirs(
@@ -114,19 +111,21 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_leftover_temp_dirs(
     run_dir = tmp_path / "r"
     expected = read_metrics(run_dir / "metrics.jsonl")
     checkpoints = run_dir / "checkpoints"
-    (checkpoints / "step_000012" / "optimizer.pt").unlink()  # as if copied or deleted half-way
+    (checkpoints / "step_000012" / OPTIMIZER_DIR / METADATA).unlink()  # as if copied or deleted half-way
     leftover = checkpoints / ".step_000016.tmp"  # a save killed before its rename
     shutil.copytree(checkpoints / "step_000008", leftover)
     (leftover / "trainer_state.json").unlink()
     scan = find_checkpoints(run_dir)
     assert [p.name for p in scan.valid] == ["step_000004", "step_000008"]
-    assert [(p.name, why) for p, why in scan.invalid] == [("step_000012", "missing ['optimizer.pt']")]
+    assert [(p.name, why) for p, why in scan.invalid] == [
+        ("step_000012", f"missing ['{OPTIMIZER_DIR}/{METADATA}']")
+    ]
 
     summary = pretrain(recipe, resume=True, progress=False)
     resumed = read_metrics(run_dir / "metrics.jsonl")
     assert _trajectory(resumed) == _trajectory(expected)  # steps 9-12 retrained from step 8, identically
     assert summary.checkpoint == checkpoints / "step_000012"
-    assert (summary.checkpoint / "optimizer.pt").is_file() and not leftover.exists()
+    assert (summary.checkpoint / OPTIMIZER_DIR / METADATA).is_file() and not leftover.exists()
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000004", "step_000008", "step_000012"]
 
 

@@ -1,10 +1,13 @@
 """The packing loader: a split's `[BOS] doc [EOS]` stream cut into fixed-length sequences, shuffled per epoch,
-sharded across data-parallel ranks, resumable to the exact next batch.
+split across data-parallel ranks, resumable to the exact next batch, on the same or another number of ranks.
 
 The stream is cut into non-overlapping windows of seq_len tokens and the ragged tail is dropped. Each epoch
-visits every window once in a permutation drawn from (seed, epoch); rank r of w takes every w-th window of
-that permutation, so the ranks' windows are disjoint and together cover the epoch. A rank's windows run on
-into the next epoch without a gap, so no window is ever skipped and every rank always has a next batch.
+visits every window once in a permutation drawn from (seed, epoch); the epochs' permutations, one after the
+other, are the run's global sequence of windows. Every rank draws its micro-batches in lockstep: the j-th
+global micro-batch is the next world_size × batch_size windows of that sequence, and rank r of w takes every
+w-th of them from the r-th on. So what a step trains on is a function of the step and the global batch alone,
+not of how it is split over ranks (2 ranks × 2 rows read the same 4 windows as 4 × 1 or 1 × 4), and the
+position saved with a checkpoint, the global sequence's next window, is the same on every rank.
 """
 
 from __future__ import annotations
@@ -26,11 +29,9 @@ class LoaderState(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epoch: int = Field(ge=0)
-    position: int = Field(ge=0, description="windows of this rank already yielded in this epoch")
+    position: int = Field(ge=0, description="windows of this epoch already read, by all ranks together")
     seed: int
     seq_len: int
-    rank: int
-    world_size: int
     split: SplitName
     num_windows: int
     stream_sha256: str = Field(description="the split's shards, so a rebuilt corpus is never resumed into")
@@ -74,26 +75,27 @@ class PackedSequenceLoader:
             )
         self.epoch = 0
         self.position = 0
-        self._epoch_windows = self._rank_windows(self.epoch)
+        self._orders: dict[int, np.ndarray] = {}
 
-    def _rank_windows(self, epoch: int) -> np.ndarray:
-        """Start-of-window indices this rank visits in `epoch`, in order."""
-        order = np.random.default_rng((self.seed, epoch)).permutation(self.num_windows)
-        return order[self.rank :: self.world_size]
+    def _window(self, index: int) -> int:
+        """The window at `index` of the global sequence (epoch after epoch)."""
+        epoch, offset = divmod(index, self.num_windows)
+        if epoch not in self._orders:
+            self._orders = {e: order for e, order in self._orders.items() if e >= epoch - 1}
+            self._orders[epoch] = np.random.default_rng((self.seed, epoch)).permutation(self.num_windows)
+        return int(self._orders[epoch][offset])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self
 
     def __next__(self) -> torch.Tensor:
-        rows: list[np.ndarray] = []
-        while len(rows) < self.batch_size:
-            if self.position == len(self._epoch_windows):
-                self.epoch += 1
-                self.position = 0
-                self._epoch_windows = self._rank_windows(self.epoch)
-            window = int(self._epoch_windows[self.position])
-            rows.append(self.tokens.read(window * self.seq_len, (window + 1) * self.seq_len))
-            self.position += 1
+        start = self.epoch * self.num_windows + self.position  # the global micro-batch's first window
+        indices = start + self.rank + self.world_size * np.arange(self.batch_size)
+        rows = [
+            self.tokens.read(window * self.seq_len, (window + 1) * self.seq_len)
+            for window in map(self._window, indices.tolist())
+        ]
+        self.epoch, self.position = divmod(start + self.world_size * self.batch_size, self.num_windows)
         return torch.from_numpy(np.stack(rows))  # [batch_size, seq_len]
 
     def state_dict(self) -> dict[str, Any]:
@@ -102,30 +104,29 @@ class PackedSequenceLoader:
             position=self.position,
             seed=self.seed,
             seq_len=self.seq_len,
-            rank=self.rank,
-            world_size=self.world_size,
             split=self.split,
             num_windows=self.num_windows,
             stream_sha256=self.manifest.stream_sha256(self.split),
         ).model_dump()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly where the saved loader stopped; refuse a state from a different data layout."""
+        """Continue exactly where the saved loader stopped, on any number of ranks; refuse a state from a
+        different data layout."""
         saved = LoaderState.model_validate(state)
         current = LoaderState.model_validate(self.state_dict())
-        for field in ("seed", "seq_len", "rank", "world_size", "split", "num_windows", "stream_sha256"):
+        for field in ("seed", "seq_len", "split", "num_windows", "stream_sha256"):
             if getattr(saved, field) != getattr(current, field):
                 raise ValueError(
                     f"loader state: {field} is {getattr(saved, field)!r} in the saved state but "
                     f"{getattr(current, field)!r} in this loader; resuming would not replay the same data"
                 )
-        if saved.position > len(self._rank_windows(saved.epoch)):
+        if saved.position >= self.num_windows:
             raise ValueError(
-                f"loader state: position {saved.position} is past the end of epoch {saved.epoch}"
+                f"loader state: position {saved.position} is past the end of epoch {saved.epoch} "
+                f"({self.num_windows} windows)"
             )
         self.epoch = saved.epoch
         self.position = saved.position
-        self._epoch_windows = self._rank_windows(self.epoch)
 
 
 def validation_batches(

@@ -7,8 +7,7 @@ return them is an error, not an empty span.
 """
 
 import asyncio
-import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, get_args
 
@@ -116,10 +115,10 @@ class OpenAIEndpoint(LLM):
         }
         self._client = openai.OpenAI(**self._client_options)
         self._max_concurrency = max_concurrency
-        # An async client belongs to the event loop it first ran on.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        # An async client belongs to the event loop it first ran on, and is closed when that loop ends.
+        self._async_clients: dict[
+            asyncio.AbstractEventLoop, tuple[openai.AsyncOpenAI, AsyncIterator[openai.AsyncOpenAI]]
+        ] = {}
 
     @property
     def model_name(self) -> str:
@@ -142,14 +141,29 @@ class OpenAIEndpoint(LLM):
         with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(requests))) as pool:
             return list(pool.map(send, requests))
 
-    async def achat(self, request: ChatRequest) -> Completion:
+    async def _async_client(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
         if loop not in self._async_clients:
-            self._async_clients[loop] = openai.AsyncOpenAI(**self._client_options)
+            holder = self._client_until_the_loop_ends(loop)
+            self._async_clients[loop] = (await anext(holder), holder)
+        return self._async_clients[loop][0]
+
+    async def _client_until_the_loop_ends(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> AsyncIterator[openai.AsyncOpenAI]:
+        """`asyncio.run` finalises unfinished async generators before it closes its loop (`shutdown_asyncgens`):
+        the client's connections are closed inside the loop they belong to, and the loop is not kept alive."""
+        client = openai.AsyncOpenAI(**self._client_options)
         try:
-            response = await self._async_clients[loop].chat.completions.create(
-                **request_arguments(self._model, request)
-            )
+            yield client
+        finally:
+            del self._async_clients[loop]
+            await client.close()
+
+    async def achat(self, request: ChatRequest) -> Completion:
+        client = await self._async_client()
+        try:
+            response = await client.chat.completions.create(**request_arguments(self._model, request))
         except openai.BadRequestError as error:
             raise _request_error(error) from error
         except UNAVAILABLE as error:

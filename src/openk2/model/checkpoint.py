@@ -2,6 +2,8 @@
 
 Readable by transformers' DeepseekV3ForCausalLM; reads its checkpoints and the released Kimi-K2 layout,
 including block-FP8 weights (e4m3 with a `weight_scale_inv` per 128x128 block), dequantised on load.
+Also reads the weights of a training checkpoint, config.json beside a `model/` directory of shards in
+torch.distributed.checkpoint's format (written by any number of ranks, under our own parameter names).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,6 +31,7 @@ PER_EXPERT = re.compile(
 LAYER_INDEX = re.compile(r"^model\.layers\.(\d+)\.")
 FP8_BLOCK = 128
 FP32_BUFFERS = ("e_score_correction_bias",)  # router arithmetic stays fp32 whatever the weights' dtype
+SHARDED_MODEL_DIR = "model"  # a training checkpoint's weights: torch.distributed.checkpoint shards
 logger = logging.getLogger("openk2.model")
 
 
@@ -72,14 +78,21 @@ def save_pretrained(model: K2ForCausalLM, directory: str | Path, max_shard_bytes
         total_size = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
         atomic_write_text(directory / "model.safetensors.index.json", json.dumps(index, indent=2))
-    config = model.config.to_hf_dict()
-    config["torch_dtype"] = str(model.lm_head.weight.dtype).removeprefix("torch.")
-    atomic_write_text(directory / "config.json", json.dumps(config, indent=2))
+    write_config(model.config, model.lm_head.weight.dtype, directory)
+
+
+def write_config(config: K2Config, dtype: torch.dtype, directory: Path) -> None:
+    """config.json in the HF layout, naming the weights' dtype."""
+    hf_config = config.to_hf_dict()
+    hf_config["torch_dtype"] = str(dtype).removeprefix("torch.")
+    atomic_write_text(directory / "config.json", json.dumps(hf_config, indent=2))
 
 
 def read_checkpoint_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint directory, FP8 blocks dequantised to fp32."""
     directory = Path(directory)
+    if (directory / SHARDED_MODEL_DIR).is_dir():
+        return read_sharded_tensors(directory / SHARDED_MODEL_DIR)
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():
         try:
@@ -108,6 +121,43 @@ def read_checkpoint_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{name}: FP8 scale without its weight {weight_name}")
         tensors[weight_name] = dequantize_block_fp8(tensors[weight_name], tensors.pop(name), weight_name)
     return tensors
+
+
+def read_sharded_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The whole tensors of a torch.distributed.checkpoint directory, in this process alone (no process group),
+    whatever number of ranks wrote its shards."""
+    import torch.distributed.checkpoint as dcp  # only training checkpoints need it
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    try:
+        reader = dcp.FileSystemReader(path)
+        metadata = reader.read_metadata()
+        tensors = {
+            name: torch.empty(entry.size, dtype=entry.properties.dtype)
+            for name, entry in metadata.state_dict_metadata.items()
+            if isinstance(entry, TensorStorageMetadata)
+        }
+        with without_process_group_warning():
+            dcp.load(tensors, storage_reader=reader, no_dist=True)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{path}: not a complete sharded checkpoint ({error})") from None
+    except CheckpointException as error:  # a damaged shard: its reader's error, per rank (here one)
+        causes = "; ".join(f"{type(cause).__name__}: {cause}" for cause, _ in error.failures.values())
+        raise ValueError(f"{path}: not a readable sharded checkpoint ({causes})") from None
+    except Exception as error:  # damaged metadata surfaces as an unpickling error
+        raise ValueError(
+            f"{path}: not a readable sharded checkpoint ({type(error).__name__}: {error})"
+        ) from None
+    return tensors
+
+
+@contextmanager
+def without_process_group_warning() -> Iterator[None]:
+    """torch.distributed.checkpoint warns on every use in one process that it assumes one process: we mean it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is .*assuming the intent is to")
+        yield
 
 
 def dequantize_block_fp8(weight: torch.Tensor, scale_inv: torch.Tensor, name: str = "weight") -> torch.Tensor:

@@ -113,32 +113,18 @@ class TransformersModelFiles:
     model: nn.Module
     source: Path  # the directory the policy was loaded from: its tokenizer and chat template files
 
+    def write_config(self, directory: Path) -> None:
+        self.model.config.save_pretrained(directory)  # type: ignore[union-attr,operator]
+        self._copy_tokenizer(directory)
+
     def write(self, state: dict[str, Any], directory: Path) -> None:
         self.model.save_pretrained(directory, state_dict=state)  # type: ignore[operator]
+        self._copy_tokenizer(directory)
+
+    def _copy_tokenizer(self, directory: Path) -> None:
         for path in self.source.iterdir():
             if path.is_file() and (path.name.startswith("tokenizer") or path.suffix == ".jinja"):
                 shutil.copyfile(path, directory / path.name)
         for name in ("special_tokens_map.json", "generation_config.json", "vocab.json", "merges.txt"):
             if (self.source / name).is_file() and not (directory / name).exists():
                 shutil.copyfile(self.source / name, directory / name)
-
-    def read(self, directory: Path) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        files = sorted(directory.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{directory}: no *.safetensors files")
-        state: dict[str, torch.Tensor] = {}
-        for file in files:
-            state.update(load_file(file))
-        # a tied weight is saved once: give every name of the module its tensor
-        own = self.model.state_dict()
-        for name, tensor in own.items():
-            if name not in state:
-                twins = [
-                    other for other, t in own.items() if t.data_ptr() == tensor.data_ptr() and other in state
-                ]
-                if not twins:
-                    raise ValueError(f"{directory}: no weights for {name}")
-                state[name] = state[twins[0]]
-        return state

@@ -32,8 +32,8 @@ OPENK2_MODEL_TYPES = ("deepseek_v3", "kimi_k2")  # config.json model types that 
 
 class InitSection(RecipeSection):
     policy: Path = Field(
-        description="an OpenK2 checkpoint (config.json with model_type deepseek_v3, model.safetensors, "
-        "tokenizer.json), any transformers causal-LM directory with a chat template, or 'teacher'"
+        description="an OpenK2 checkpoint (config.json with model_type deepseek_v3, model/ shards or "
+        "model.safetensors, tokenizer.json), any transformers causal-LM directory with a chat template, or 'teacher'"
     )
 
     @field_validator("policy")

@@ -49,9 +49,10 @@ from openk2.train.balance import ExpertLoad
 from openk2.train.checkpoint import Trainable, TrainerState, find_checkpoints, save_checkpoint
 from openk2.train.device import autocast_for, compute_dtype, resolve_device
 from openk2.train.environment import current_environment, record_session
-from openk2.train.loop import build_optimizer, refuse_to_overwrite, restore_if_resuming
+from openk2.train.loop import build_optimizer
 from openk2.train.metrics import MetricsWriter
 from openk2.train.progress import TrainingProgress
+from openk2.train.resume import refuse_to_overwrite, restore_if_resuming
 from openk2.train.world import all_gather_objects, join_world
 
 CRITIC_RECORDS_PER_STEP = 16  # preference records of the previous iteration in a critic SFT batch

@@ -21,7 +21,8 @@ CHECKPOINT_FILES = ("config.json", "tokenizer.json")
 
 class InitSection(RecipeSection):
     checkpoint: Path = Field(
-        description="any OpenK2 checkpoint directory (config.json, model.safetensors, tokenizer.json)"
+        description="any OpenK2 checkpoint directory: a training checkpoint (config.json, model/ shards, "
+        "tokenizer.json) or config.json, model.safetensors and tokenizer.json"
     )
 
     @field_validator("checkpoint")

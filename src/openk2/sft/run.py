@@ -27,7 +27,7 @@ from openk2.tokenizer import load_tokenizer
 from openk2.tokenizer.special_tokens import PAD
 from openk2.train import RunSummary, Stage, TokenBatch, train
 from openk2.train.device import resolve_device
-from openk2.train.loop import refuse_to_overwrite
+from openk2.train.resume import refuse_to_overwrite
 from openk2.train.world import join_world
 
 DATA_SUMMARY = "data_summary.json"
@@ -74,6 +74,7 @@ def sft_stage(recipe: SFTRecipe, tokenizer: Tokenizer, data: SFTData) -> Stage:
     world = join_world(resolve_device(recipe.train.device))
     settings, checkpoint = recipe.sft, recipe.init.checkpoint
     pad_id = tokenizer.token_to_id(PAD) or 0  # never read: padding carries no label and sees no document
+    shard, shards = world.data_shard(recipe.parallel.pp)  # the ranks of one pipeline read the same rows
     loader = ConversationLoader(
         data.train,
         [source.weight for source in settings.sources],
@@ -82,8 +83,8 @@ def sft_stage(recipe: SFTRecipe, tokenizer: Tokenizer, data: SFTData) -> Stage:
         seed=settings.seed,
         pad_id=pad_id,
         data_sha256=data.sha256,
-        rank=world.rank,
-        world_size=world.world_size,
+        rank=shard,
+        world_size=shards,
     )
 
     def held_out() -> Iterator[TokenBatch]:
@@ -92,8 +93,8 @@ def sft_stage(recipe: SFTRecipe, tokenizer: Tokenizer, data: SFTData) -> Stage:
             seq_len=settings.seq_len,
             batch_size=recipe.train.batch_size,
             pad_id=pad_id,
-            rank=world.rank,
-            world_size=world.world_size,
+            rank=shard,
+            world_size=shards,
         )
 
     def sample(final: Path) -> str:

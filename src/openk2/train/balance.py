@@ -10,6 +10,7 @@ micro-batches and ranks. The bias is an fp32 buffer outside the optimizer and ne
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from openk2.model import MoE
 from openk2.train.world import World, all_reduce_sum_
@@ -27,15 +28,19 @@ class ExpertLoad:
         if not self.moe_modules:
             self.tokens_per_expert = torch.zeros((0, 0), dtype=torch.int64)
             return
-        counts = torch.stack([routed_counts(moe) for moe in self.moe_modules])
+        self.add(torch.stack([routed_counts(moe) for moe in self.moe_modules]))
+
+    def add(self, counts: torch.Tensor) -> None:
+        """Add [moe_layers, experts] counts (a pipeline stage's, summed over its micro-batches)."""
         self.tokens_per_expert = counts if self.tokens_per_expert is None else self.tokens_per_expert + counts
 
-    def take_global(self, world: World) -> torch.Tensor:
-        """The step's counts summed over ranks; resets for the next step."""
+    def take_global(self, world: World, group: dist.ProcessGroup | None = None) -> torch.Tensor:
+        """The step's counts summed over the ranks of `group` (default: all) that read different data;
+        resets for the next step."""
         if self.tokens_per_expert is None:
             raise RuntimeError("ExpertLoad: no training forward was counted in this step")
         counts, self.tokens_per_expert = self.tokens_per_expert, None
-        return all_reduce_sum_(counts, world)
+        return all_reduce_sum_(counts, world, group)
 
 
 def routed_counts(moe: MoE) -> torch.Tensor:

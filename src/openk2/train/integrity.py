@@ -15,11 +15,12 @@ HASH_BLOCK = 2**20
 
 
 def write_manifest(directory: Path) -> None:
-    """List every file of `directory` (size, sha256); the caller fsyncs and publishes the directory."""
+    """List every file below `directory` (relative path, size, sha256), every rank's shards included; the
+    caller fsyncs and publishes the directory."""
     files = {
-        path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-        for path in sorted(directory.iterdir())
-        if path.is_file() and path.name != MANIFEST
+        path.relative_to(directory).as_posix(): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path != directory / MANIFEST
     }
     (directory / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
 

@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.distributed import ProcessGroup
 
 from openk2.model import K2Config, K2ForCausalLM
 from openk2.model.checkpoint import from_hf_state_dict, read_checkpoint_tensors
@@ -33,8 +34,6 @@ from openk2.train.checkpoint import (
     Trainable,
     TrainerState,
     find_checkpoints,
-    load_checkpoint,
-    newest_intact,
     save_checkpoint,
 )
 from openk2.train.device import autocast_for, build_on_device, compute_dtype, resolve_device
@@ -49,12 +48,12 @@ from openk2.train.metrics import (
 from openk2.train.progress import TrainingProgress
 from openk2.train.recipe import TrainingRecipe
 from openk2.train.report import write_report
+from openk2.train.resume import restore_if_resuming
 from openk2.train.stage import Stage
 from openk2.train.world import World, all_reduce_sum_, join_world
 
-# [run] fields that change only logging and bookkeeping: a resumed run may differ in them
-RESUMABLE_CHANGES = {"checkpoint_every", "keep_checkpoints", "val_every", "val_max_batches", "log_every"}
-RESUMABLE_CHANGES |= {"sample_prompt", "sample_tokens"}
+if TYPE_CHECKING:
+    from openk2.train.pipeline import Pipeline, RankStages
 
 
 @dataclass
@@ -88,13 +87,17 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
     world = join_world(device)
     run_dir = run.run_dir
 
+    if world.is_distributed:  # a layout that does not fit the processes or the model, before any work
+        from openk2.train.parallel import check_layout
+
+        check_layout(recipe.parallel, world.world_size, stage.config)
     torch.manual_seed(run.seed)
-    model = wrap_from_outside(initial_model(stage, device), recipe, world)
-    optimizer = build_optimizer(model, recipe)
+    trained = split_from_outside(initial_model(stage, device), recipe, world)
+    model, groups = trained.model, trained.groups
+    optimizer = build_optimizer(model, recipe, groups.data)
     scheduler = recipe.lr_schedule().scheduler(optimizer)
-    trainable = Trainable(
-        model, K2ModelFiles(stage.config, stage.tokenizer), optimizer, scheduler, stage.batches
-    )
+    files = K2ModelFiles(stage.config, stage.tokenizer)
+    trainable = Trainable(model, files, optimizer, scheduler, stage.batches, whole=trained.pipeline is None)
     expert_load = ExpertLoad(model.moe_modules())
 
     state = TrainerState(step=0, tokens_seen=0, elapsed_seconds=0.0, recipe=recipe.model_dump(mode="json"))
@@ -116,13 +119,14 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             micro_batches = [TokenBatch.of(next(stage.batches)) for _ in range(recipe.train.grad_accum)]
-            step_tokens, predicted_tokens = global_token_counts(micro_batches, world)
-            # gradients are averaged over ranks, so each rank divides its summed loss by the per-rank share
-            loss_tokens = predicted_tokens / world.world_size
-            losses = forward_backward(model, micro_batches, autocast, expert_load, loss_tokens, device)
-            update = optimizer_step(model, optimizer, recipe, world, expert_load)
+            step_tokens, predicted_tokens = global_token_counts(micro_batches, world, groups.data)
+            # gradients are averaged over data shards, so each divides its summed loss by its share
+            loss_tokens = predicted_tokens / groups.data_parallel
+            losses = trained.forward_backward(micro_batches, autocast, expert_load, loss_tokens, device)
+            update = trained.optimizer_step(optimizer, recipe, world, expert_load)
             scheduler.step()
-            loss, aux_loss = (all_reduce_sum_(losses, world) / world.world_size).tolist()
+            # a sum over every rank: the losses live on one rank per data shard (the last pipeline stage)
+            loss, aux_loss = (all_reduce_sum_(losses, world) / groups.data_parallel).tolist()
             seconds = time.perf_counter() - started
             state = state.model_copy(
                 update=dict(
@@ -133,7 +137,7 @@ def train(stage: Stage, resume: bool = False, progress: bool = True) -> RunSumma
             )
 
             evaluate = step % run.val_every == 0 or step == run.steps
-            val_loss = validation_loss(model, stage, world, autocast, device) if evaluate else None
+            val_loss = validation_loss(trained, stage, world, autocast, device) if evaluate else None
             record = StepRecord(
                 step=step,
                 loss=loss,
@@ -195,10 +199,13 @@ def k2_model(config: K2Config, weights: Path | None, device: torch.device) -> K2
     return model
 
 
-def global_token_counts(micro_batches: Sequence[TokenBatch], world: World) -> tuple[int, int]:
-    """(real tokens, predicted tokens) of the step's global batch: one collective, before any forward."""
+def global_token_counts(
+    micro_batches: Sequence[TokenBatch], world: World, data: ProcessGroup | None = None
+) -> tuple[int, int]:
+    """(real tokens, predicted tokens) of the step's global batch, summed over the data shards (`data`,
+    default every rank): one collective, before any forward."""
     local = [(batch.num_tokens, batch.predicted_tokens) for batch in micro_batches]
-    counts = all_reduce_sum_(torch.tensor(local, dtype=torch.int64).sum(dim=0), world)
+    counts = all_reduce_sum_(torch.tensor(local, dtype=torch.int64).sum(dim=0), world, data)
     tokens, predicted = counts.tolist()
     return tokens, predicted
 
@@ -269,41 +276,57 @@ class OptimizerUpdate:
 
 
 def optimizer_step(
-    model: nn.Module, optimizer: MuonClip, recipe: TrainingRecipe, world: World, expert_load: ExpertLoad
+    model: nn.Module,
+    optimizer: MuonClip,
+    recipe: TrainingRecipe,
+    world: World,
+    expert_load: ExpertLoad,
+    groups: ParallelGroups | None = None,
 ) -> OptimizerUpdate:
     """Clip the accumulated gradient, step (Muon/AdamW update, then QK-Clip: Algorithm 1), clear the
-    gradients and move the routing biases toward balance. The learning-rate schedule is the caller's."""
-    grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world)
+    gradients and move the routing biases toward balance. The learning-rate schedule is the caller's.
+    Under pipeline parallelism `model` is this rank's stages: each layer's expert counts are complete
+    summed over the data shards, and the gradient norm adds the other stages' squares."""
+    groups = groups or ParallelGroups(data_parallel=world.world_size)
+    grad_norm = clip_grad_norm_(model, recipe.optim.grad_clip, world, groups.pipeline)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    tokens_per_expert = expert_load.take_global(world)
+    tokens_per_expert = expert_load.take_global(world, groups.data)
     update_expert_bias_(expert_load.moe_modules, tokens_per_expert, recipe.train.expert_bias_update_rate)
     return OptimizerUpdate(
         grad_norm, optimizer.last_qk_clip_stats, tokens_per_expert, expert_biases(expert_load.moe_modules)
     )
 
 
-def clip_grad_norm_(model: nn.Module, max_norm: float | None, world: World) -> float:
-    """The global gradient norm before clipping; with max_norm None only measured (the scale is exactly 1)."""
+def clip_grad_norm_(
+    model: nn.Module, max_norm: float | None, world: World, pipeline: ProcessGroup | None = None
+) -> float:
+    """The global gradient norm before clipping; with max_norm None only measured (the scale is exactly 1).
+    `pipeline`: the ranks holding the model's other stages."""
+    max_norm = max_norm if max_norm is not None else math.inf
     if world.is_distributed:  # gradients live on several meshes (experts and the rest): torch's would fail
         from openk2.train.parallel import clip_grad_norm_ as clip
-    else:
-        clip = torch.nn.utils.clip_grad_norm_
-    return float(clip(model.parameters(), max_norm if max_norm is not None else math.inf))
+
+        return float(clip(model.parameters(), max_norm, pipeline))
+    return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
 
 
 @torch.no_grad()
 def validation_loss(
-    model: nn.Module, stage: Stage, world: World, autocast: torch.autocast, device: torch.device
+    trained: Trained, stage: Stage, world: World, autocast: torch.autocast, device: torch.device
 ) -> float:
     """Mean loss per predicted token over the held-out batches (the first [run].val_max_batches per rank)."""
     batches: Iterable[torch.Tensor | TokenBatch] = stage.validation_batches()
     if stage.recipe.run.val_max_batches is not None:
         batches = itertools.islice(batches, stage.recipe.run.val_max_batches)
+    model = trained.model
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64)  # [loss · predicted tokens, predicted tokens]
     for batch in (TokenBatch.of(batch).to(device) for batch in batches):
         with autocast:
+            if trained.pipeline is not None:  # on the last stage's ranks; zeros on the others
+                totals += trained.pipeline.evaluate(batch)
+                continue
             loss = model(**batch.model_inputs()).loss
         predicted = batch.predicted_tokens
         if predicted:
@@ -313,15 +336,17 @@ def validation_loss(
     return loss_sum / predicted_sum
 
 
-def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> MuonClip:
+def build_optimizer(model: nn.Module, recipe: TrainingRecipe, data: ProcessGroup | None = None) -> MuonClip:
     """MuonClip over the (already wrapped) model from the recipe's [optim] section, or AdamW on every
-    parameter with QK-Clip measuring the max logits but never clipping (τ = ∞)."""
+    parameter with QK-Clip measuring the max logits but never clipping (τ = ∞). `data`: the ranks whose
+    max logits QK-Clip takes the max over (default every rank; under pipeline parallelism the data
+    shards, since each attention layer lives on one pipeline rank)."""
     optim = recipe.optim
     if optim.optimizer == "adamw":
         every_parameter = [{"params": [p for p in model.parameters() if p.requires_grad], "use_muon": False}]
         return MuonClip(
             every_parameter,
-            QKClip(model, tau=math.inf) if has_max_logit_attention(model) else None,
+            QKClip(model, tau=math.inf, process_group=data) if has_max_logit_attention(model) else None,
             lr=optim.lr,
             weight_decay=optim.weight_decay,
             adamw_betas=optim.adamw_betas,
@@ -337,7 +362,60 @@ def build_optimizer(model: nn.Module, recipe: TrainingRecipe) -> MuonClip:
         ns_steps=optim.ns_steps,
         adamw_betas=optim.adamw_betas,
         adamw_eps=optim.adamw_eps,
+        process_group=data,
     )
+
+
+@dataclass(frozen=True)
+class ParallelGroups:
+    """The process groups a step reduces over; None: every rank (and the identity in one process)."""
+
+    data: ProcessGroup | None = None  # data shards: token and expert counts, max logits
+    data_parallel: int = 1  # their number
+    pipeline: ProcessGroup | None = None  # the ranks holding the other stages: the gradient norm
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What this rank trains, and the step's forward and backward on it, chosen once: the whole model, or
+    (pp > 1) its pipeline stages, run by the pipeline schedule."""
+
+    model: K2ForCausalLM | RankStages
+    groups: ParallelGroups
+    pipeline: Pipeline | None = None
+
+    def forward_backward(
+        self,
+        micro_batches: Sequence[TokenBatch],
+        autocast: torch.autocast,
+        expert_load: ExpertLoad,
+        loss_tokens: float,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """[lm loss, aux loss] of this rank's share; gradients accumulated (`forward_backward`)."""
+        if self.pipeline is None:
+            return forward_backward(self.model, micro_batches, autocast, expert_load, loss_tokens, device)
+        with autocast:
+            losses = self.pipeline.forward_backward(
+                [batch.to(device) for batch in micro_batches], loss_tokens
+            )
+        counts = [self.pipeline.expert_counts[moe] for moe in expert_load.moe_modules]
+        # a rank whose stages hold no MoE layer counts an empty [0, 0] load, as the unsplit loop does
+        expert_load.add(torch.stack(counts) if counts else torch.zeros((0, 0), dtype=torch.int64))
+        return losses
+
+    def optimizer_step(
+        self, optimizer: MuonClip, recipe: TrainingRecipe, world: World, expert_load: ExpertLoad
+    ) -> OptimizerUpdate:
+        """`optimizer_step` on this rank's parameters; what it saw of the whole model on every rank (the
+        pipeline ranks' layers put together in the unsplit model's order, for the metrics)."""
+        update = optimizer_step(self.model, optimizer, recipe, world, expert_load, self.groups)
+        if self.pipeline is None:
+            return update
+        qk_clip, tokens_per_expert, expert_bias = self.pipeline.whole_model(
+            update.qk_clip, update.tokens_per_expert, update.expert_bias
+        )
+        return OptimizerUpdate(update.grad_norm, qk_clip, tokens_per_expert, expert_bias)
 
 
 def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> K2ForCausalLM:
@@ -348,8 +426,8 @@ def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World
         model = parallelize(model, recipe.parallel)
     elif not recipe.parallel.is_default:
         raise ValueError(
-            f"[parallel]: dp={recipe.parallel.dp}, ep={recipe.parallel.ep} need several processes: "
-            "torchrun --nproc-per-node N -m openk2 <pretrain|sft> ..."
+            f"[parallel]: pp={recipe.parallel.pp}, dp={recipe.parallel.dp}, ep={recipe.parallel.ep} need "
+            "several processes: torchrun --nproc-per-node N -m openk2 <pretrain|sft> ..."
         )
     if not recipe.memory.is_default:
         from openk2.train.memory import apply_memory_policy
@@ -358,66 +436,25 @@ def wrap_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World
     return model
 
 
-def refuse_to_overwrite(run_dir: Path, resume: bool) -> None:
-    """A run directory with checkpoints is continued (--resume) or left alone, never started over."""
-    newest = find_checkpoints(run_dir).valid[-1:]
-    if newest and not resume:
-        raise ValueError(
-            f"{run_dir}: already holds checkpoints (newest {newest[0].name}); pass --resume to "
-            "continue the run, or change [run].name"
+def split_from_outside(model: K2ForCausalLM, recipe: TrainingRecipe, world: World) -> Trained:
+    """What this rank trains: with [parallel] pp > 1 its pipeline stages (each with FSDP2 and EP inside,
+    train/pipeline.py), else the whole model wrapped by `wrap_from_outside`."""
+    parallel = recipe.parallel
+    if parallel.pp == 1 or not world.is_distributed:
+        return Trained(
+            wrap_from_outside(model, recipe, world), ParallelGroups(data_parallel=world.world_size)
         )
+    from openk2.train.parallel import build_mesh
+    from openk2.train.pipeline import build_pipeline
 
+    mesh = build_mesh(parallel, device_type=model.lm_head.weight.device.type)
+    pp = mesh.pp.get_group()
+    pipeline = build_pipeline(
+        model, pp, parallel.schedule, parallel.microbatches, parallel.virtual_stages, mesh
+    )
+    if not recipe.memory.is_default:  # per stage: each slice's forward is where its activations are saved
+        from openk2.train.memory import apply_memory_policy
 
-def restore_if_resuming(
-    run_dir: Path,
-    trainable: Trainable,
-    fresh: TrainerState,
-    resume: bool,
-    world: World,
-    display: TrainingProgress,
-    recipe: TrainingRecipe,
-) -> TrainerState:
-    refuse_to_overwrite(run_dir, resume)
-    if not resume:
-        return fresh
-    scan = find_checkpoints(run_dir)
-    for path, problem in scan.invalid:
-        display.note(f"skipping incomplete checkpoint {path}: {problem}")
-    latest, corrupt = newest_intact(scan.valid)
-    for problem in corrupt:
-        display.note(f"skipping corrupt checkpoint: {problem}")
-    if latest is None:
-        if scan.invalid or corrupt:
-            damaged = [problem for _, problem in scan.invalid] + corrupt
-            raise ValueError(f"--resume: no intact checkpoint under {run_dir}: {'; '.join(damaged)}")
-        display.note(f"--resume: no checkpoint under {run_dir}, starting at step 0")
-        return fresh
-    saved = load_checkpoint(latest, trainable, world)
-    changed = recipe_changes(saved.recipe, fresh.recipe, recipe.section_defaults())
-    if changed:
-        raise ValueError(
-            f"{latest}: the recipe changed since this checkpoint in {changed}; cannot resume exactly"
-        )
-    display.note(f"resuming from {latest} (step {saved.step})")
-    return saved
-
-
-def recipe_changes(
-    saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, dict[str, Any]]
-) -> list[str]:
-    """Dotted names of the recipe fields that differ, ignoring the bookkeeping ones of [run].
-
-    A field the saved recipe lacks (added to the recipe since) changes nothing while it keeps its default.
-    """
-    changed = []
-    for section in sorted(set(saved) | set(current)):
-        old, new = saved.get(section, {}), current.get(section, {})
-        for field in sorted(set(old) | set(new)):
-            if section == "run" and field in RESUMABLE_CHANGES:
-                continue
-            section_defaults = defaults.get(section, {})
-            if field not in old and field in section_defaults and new.get(field) == section_defaults[field]:
-                continue
-            if old.get(field) != new.get(field):
-                changed.append(f"[{section}].{field}")
-    return changed
+        for piece in pipeline.slices:
+            apply_memory_policy(piece, recipe.memory)
+    return Trained(pipeline.modules, ParallelGroups(mesh.dp.get_group(), mesh.dp.size(), pp), pipeline)

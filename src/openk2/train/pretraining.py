@@ -30,17 +30,18 @@ def pretrain(
 def pretraining_stage(recipe: Recipe) -> Stage:
     world = join_world(resolve_device(recipe.train.device))  # a missing GPU is refused before any work
     data, run = recipe.data, recipe.run
+    shard, shards = world.data_shard(recipe.parallel.pp)
     loader = PackedSequenceLoader(
         data.shards_dir,
         seq_len=data.seq_len,
         batch_size=recipe.train.batch_size,
         seed=data.seed,
-        rank=world.rank,
-        world_size=world.world_size,
+        rank=shard,
+        world_size=shards,
     )
     check_shards_match_recipe(loader, recipe)
     # every rank runs the same number of forwards (sharded models gather weights in each one)
-    windows_per_rank = loader.manifest.val.num_tokens // data.seq_len // world.world_size
+    windows_per_rank = loader.manifest.val.num_tokens // data.seq_len // shards
     num_val_batches = math.ceil(windows_per_rank / recipe.train.batch_size)
 
     def held_out() -> itertools.islice:
@@ -48,8 +49,8 @@ def pretraining_stage(recipe: Recipe) -> Stage:
             data.shards_dir,
             seq_len=data.seq_len,
             batch_size=recipe.train.batch_size,
-            rank=world.rank,
-            world_size=world.world_size,
+            rank=shard,
+            world_size=shards,
         )
         return itertools.islice(batches, num_val_batches)
 

@@ -162,14 +162,54 @@ class TrainSection(RecipeSection):
 
 
 class ParallelSection(RecipeSection):
-    """Read by `openk2.train.parallel.parallelize` under torchrun; 1 means not split along that dimension."""
+    """Read by `openk2.train.parallel` under torchrun; 1 means not split along that dimension.
 
+    The processes form a (pp, dp) grid: pp pipeline ranks, each holding its stages' layers, times dp data-parallel
+    ranks reading different data (FSDP2); expert parallelism borrows its ep ranks from dp, as in torchtitan.
+    """
+
+    pp: int = Field(default=1, gt=0, description="pipeline-parallel degree (ranks the layers are split over)")
     dp: int = Field(default=1, gt=0, description="data-parallel (FSDP2) degree")
-    ep: int = Field(default=1, gt=0, description="expert-parallel degree")
+    ep: int = Field(default=1, gt=0, description="expert-parallel degree (a divisor of dp)")
+    virtual_stages: int = Field(default=1, gt=0, description="pipeline stages per pp rank (Interleaved1F1B)")
+    schedule: Literal["1F1B", "Interleaved1F1B"] = Field(default="1F1B", description="the pipeline schedule")
+    microbatches: int = Field(
+        default=1, gt=0, description="pipeline micro-batches each [train] batch is cut into (pp > 1)"
+    )
+
+    @model_validator(mode="after")
+    def _schedule_fits_the_stages(self) -> ParallelSection:
+        if self.dp % self.ep:
+            raise ValueError(f"ep: must divide dp={self.dp}, got {self.ep}")
+        if self.schedule == "Interleaved1F1B" and self.virtual_stages < 2:
+            raise ValueError(
+                f"virtual_stages: Interleaved1F1B runs several stages per pp rank, got {self.virtual_stages} "
+                "(set virtual_stages ≥ 2, or schedule = '1F1B')"
+            )
+        if self.schedule == "1F1B" and self.virtual_stages != 1:
+            raise ValueError(f"virtual_stages: 1F1B runs one stage per pp rank, got {self.virtual_stages}")
+        if self.pp > 1 and self.microbatches % self.pp:
+            raise ValueError(f"microbatches: must be a multiple of pp={self.pp}, got {self.microbatches}")
+        if self.pp == 1 and (self.microbatches, self.virtual_stages) != (1, 1):
+            raise ValueError(
+                f"microbatches={self.microbatches}, virtual_stages={self.virtual_stages}: "
+                "pipeline settings need pp > 1"
+            )
+        return self
 
     @property
     def is_default(self) -> bool:
         return self == ParallelSection()
+
+    @property
+    def num_stages(self) -> int:
+        """Pipeline stages of the whole model: pp ranks × virtual_stages each."""
+        return self.pp * self.virtual_stages
+
+    @property
+    def world_size(self) -> int:
+        """The processes the layout needs: pp × dp."""
+        return self.pp * self.dp
 
 
 class MemorySection(RecipeSection):
@@ -206,11 +246,26 @@ class TrainingRecipe(RecipeSection):
                 f"[schedule] warmup_steps {self.schedule.warmup_steps} + decay steps {self.decay_steps()} "
                 f"exceed [run].steps {self.run.steps}"
             )
+        if self.parallel.pp > 1:
+            self._pipeline_fits_the_batch()
         if self.schedule.final_lr > self.optim.lr:
             raise ValueError(
                 f"[schedule].final_lr {self.schedule.final_lr} exceeds [optim].lr {self.optim.lr}"
             )
         return self
+
+    def _pipeline_fits_the_batch(self) -> None:
+        parallel, train = self.parallel, self.train
+        if train.batch_size % parallel.microbatches:
+            raise ValueError(
+                f"[parallel].microbatches {parallel.microbatches} does not divide [train].batch_size "
+                f"{train.batch_size}: every pipeline micro-batch holds the same number of sequences"
+            )
+        if train.aux_loss_alpha > 0:
+            raise ValueError(
+                f"[train].aux_loss_alpha {train.aux_loss_alpha}: the sequence-wise balance loss is not "
+                f"carried through pipeline stages; use [parallel].pp = 1 or aux_loss_alpha = 0"
+            )
 
     @abstractmethod
     def model_config_k2(self) -> K2Config:
@@ -263,6 +318,12 @@ class Recipe(TrainingRecipe):
         if config.vocab_size != self.data.vocab_size:
             raise ValueError(
                 f"[model] vocab_size {config.vocab_size} differs from [data].vocab_size {self.data.vocab_size}"
+            )
+        if self.parallel.num_stages > config.num_hidden_layers:
+            raise ValueError(
+                f"[parallel] pp × virtual_stages = {self.parallel.pp} × {self.parallel.virtual_stages} = "
+                f"{self.parallel.num_stages} pipeline stages exceed the model's num_hidden_layers = "
+                f"{config.num_hidden_layers}: every stage needs at least one decoder layer"
             )
         if self.data.seq_len > config.max_position_embeddings:
             raise ValueError(

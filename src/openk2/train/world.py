@@ -34,6 +34,12 @@ class World:
     def is_distributed(self) -> bool:
         return self.world_size > 1
 
+    def data_shard(self, pp: int = 1) -> tuple[int, int]:
+        """(index, count) of this rank's data shard. The pp ranks of one pipeline read the same batches; the
+        mesh puts "pp" outermost (train/parallel.py), so they are world_size / pp ranks apart."""
+        shards = self.world_size // pp
+        return self.rank % shards, shards
+
 
 def join_world(device: torch.device | None = None) -> World:
     """Under torchrun (WORLD_SIZE > 1) initialise the process group once (nccl for a GPU `device`, else
@@ -50,11 +56,13 @@ def join_world(device: torch.device | None = None) -> World:
     return World(rank=0, world_size=1, device=device)
 
 
-def all_reduce_sum_(values: torch.Tensor, world: World) -> torch.Tensor:
-    """In place: the element-wise sum over ranks."""
+def all_reduce_sum_(
+    values: torch.Tensor, world: World, group: dist.ProcessGroup | None = None
+) -> torch.Tensor:
+    """In place: the element-wise sum over the ranks of `group` (default: all)."""
     if world.is_distributed:
         on_backend = values.to(world.device)
-        dist.all_reduce(on_backend, op=dist.ReduceOp.SUM)
+        dist.all_reduce(on_backend, op=dist.ReduceOp.SUM, group=group)
         if on_backend is not values:
             values.copy_(on_backend)
     return values
