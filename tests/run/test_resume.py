@@ -4,7 +4,6 @@ never interrupted (seeded sampling, greedy evaluation). Long: two whole micro pi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from openk2.eval.model import weights_hash
 from tests.run.micro import REPO, micro_recipe, openk2_run, write_pipeline_recipe
 
 STAGES = ("data", "pretrain", "tasks", "sft", "eval/sft", "rl", "eval/rl")
@@ -39,9 +39,7 @@ def numbers(root: Path) -> dict[str, object]:
         found[f"{stage} loss"] = [record.get("loss") for record in records]
         found[f"{stage} reward"] = [record.get("reward_mean") for record in records]
         final = json.loads((run / stage / "stage.json").read_text())["output"]
-        found[f"{stage} weights"] = hashlib.sha256(
-            (Path(final) / "model.safetensors").read_bytes()
-        ).hexdigest()
+        found[f"{stage} weights"] = weights_hash(Path(final))
     return found
 
 
