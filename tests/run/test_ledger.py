@@ -3,6 +3,7 @@ digests of its inputs; the output's digest is checked too. Fast: files only."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from openk2.run.ledger import StageRecord, mark_finished, mark_started, output_digest, stage_key, stage_status
@@ -52,11 +53,20 @@ def test_a_finished_stage_with_another_key_is_redone_not_resumed(tmp_path: Path)
     assert stage_status(tmp_path / "stage", "new-key")[0] == "new"
 
 
-def test_a_checkpoint_is_identified_by_its_integrity_manifest(tmp_path: Path) -> None:
+def test_a_checkpoint_is_identified_by_its_models_entries_in_its_manifest(tmp_path: Path) -> None:
     checkpoint = tmp_path / "step_000004"
     checkpoint.mkdir()
     assert output_digest(checkpoint) is None  # no manifest yet: incomplete
-    (checkpoint / "manifest.json").write_text('{"files": {"model.safetensors": "aa"}}')
-    first = output_digest(checkpoint)
-    (checkpoint / "manifest.json").write_text('{"files": {"model.safetensors": "ab"}}')
-    assert first is not None and output_digest(checkpoint) not in (None, first)
+
+    def manifest(weights: str, state: str) -> str | None:
+        files = {
+            "config.json": {"sha256": "c"},
+            "model/__0_0.distcp": {"sha256": weights},
+            "trainer_state.json": {"sha256": state},  # holds times: differs between identical runs
+        }
+        (checkpoint / "manifest.json").write_text(json.dumps({"files": files}))
+        return output_digest(checkpoint)
+
+    first = manifest("aa", "s1")
+    assert first is not None and manifest("aa", "s2") == first
+    assert manifest("ab", "s1") != first

@@ -1,7 +1,7 @@
 """What a stage leaves behind so that the next `openk2 run` knows whether to skip, resume or redo it.
 
 A stage's key is the hash of everything its output depends on: its command, its complete recipe, and the
-digests of the outputs it reads (a checkpoint's integrity manifest, a data file's bytes). `started.json`
+digests of the outputs it reads (a checkpoint's model as its integrity manifest lists it, a file's bytes). `started.json`
 (written before the stage runs) and `stage.json` (written after it succeeded, with its output's digest)
 hold that key, atomically:
 
@@ -28,6 +28,7 @@ from openk2.io import atomic_write_text
 STARTED_FILE = "started.json"
 STAGE_FILE = "stage.json"
 CHECKPOINT_MANIFEST = "manifest.json"  # a checkpoint's integrity manifest (every file's SHA-256)
+MODEL_FILES = ("config.json", "tokenizer.json")  # with the weights (*.safetensors, or model/ shards)
 Status = Literal["current", "interrupted", "new"]
 
 
@@ -48,15 +49,26 @@ def stage_key(command: list[str], recipe: dict[str, Any] | None, inputs: dict[st
 
 
 def output_digest(output: Path) -> str | None:
-    """A checkpoint's manifest hash, a file's hash, or None when the output is missing or incomplete."""
-    target = output / CHECKPOINT_MANIFEST if output.is_dir() else output
-    if not target.is_file():
+    """A file's hash; a checkpoint's model as its manifest records it (config, tokenizer, weights: what the
+    next stage loads, not the training state, whose bookkeeping holds times); None when missing or incomplete."""
+    if output.is_dir():
+        manifest = output / CHECKPOINT_MANIFEST
+        if not manifest.is_file():
+            return None
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        model = {name: entry for name, entry in files.items() if _is_model_file(name)}
+        return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
+    if not output.is_file():
         return None
     digest = hashlib.sha256()
-    with target.open("rb") as file:
+    with output.open("rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _is_model_file(name: str) -> bool:
+    return name in MODEL_FILES or name.endswith(".safetensors") or name.startswith("model/")
 
 
 def read_record(directory: Path, name: str = STAGE_FILE) -> StageRecord | None:
