@@ -4,6 +4,7 @@ never interrupted (seeded sampling, greedy evaluation). Long: two whole micro pi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from openk2.eval.model import weights_hash
+from openk2.model import K2ForCausalLM
 from tests.run.micro import REPO, micro_recipe, openk2_run, write_pipeline_recipe
 
 STAGES = ("data", "pretrain", "tasks", "sft", "eval/sft", "rl", "eval/rl")
@@ -39,8 +40,17 @@ def numbers(root: Path) -> dict[str, object]:
         found[f"{stage} loss"] = [record.get("loss") for record in records]
         found[f"{stage} reward"] = [record.get("reward_mean") for record in records]
         final = json.loads((run / stage / "stage.json").read_text())["output"]
-        found[f"{stage} weights"] = weights_hash(Path(final))
+        found[f"{stage} weights"] = loaded_weights_hash(Path(final))
     return found
+
+
+def loaded_weights_hash(checkpoint: Path) -> str:
+    """The weights as the model loads them (shard files hold bookkeeping that differs between equal runs)."""
+    state = K2ForCausalLM.from_pretrained(checkpoint).state_dict()
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode() + state[name].contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def processes_under(directory: Path) -> list[int]:
