@@ -30,10 +30,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/openk2 model-info --preset kimi-k2
-	$(BIN)/openk2 tokenize --recipe recipes/tiny.toml
-	# --resume: a second `make run` continues (or, when finished, only rewrites the report)
-	$(BIN)/openk2 pretrain --recipe recipes/tiny.toml --resume
+	# the whole pipeline (docs/run.md); a second `make run` skips the current stages and resumes an interrupted one
+	$(BIN)/openk2 run --recipe recipes/tiny.toml
 
 test: setup
 	$(BIN)/python -m pytest -m "not long"

@@ -1,8 +1,8 @@
 """Activation memory switches (K2 report §2.4) on one model: saved-activation bytes, step time, loss after N steps.
 
 Every combination starts from the same initial weights and trains on the same batches: the first --steps
-batches of the corpus shards when --shards holds them (`openk2 tokenize --recipe recipes/tiny.toml` writes
-runs/tiny/data), else a seeded pool of uniformly random token ids, cycled, so the loss falls by memorisation.
+batches of the corpus shards when --shards holds them (`openk2 tokenize --recipe recipes/pretrain-tiny.toml` writes
+runs/pretrain-tiny/data), else a seeded pool of uniformly random token ids, cycled, so the loss falls by memorisation.
 The loss noise floor: the plain model trained from weights × (1 + 1e-7·N(0,1)), three draws; training is
 chaotic, so rounding-sized differences grow over the steps, and a switch agrees "to noise" within that spread.
 Saved bytes are what autograd holds after one forward, counted by `count_saved_activations` after the memory
@@ -10,7 +10,7 @@ hooks (each storage once, weights excluded), per token, split into the decoder l
 final norm, lm_head and the loss's log-softmax). Offloaded bytes are in host memory: on a GPU they leave the
 device; on this CPU-only machine they stay in the same RAM. Step time: forward + backward, all combinations
 alternating in one process (min and median of N). The optimizer is AdamW, the same for every combination.
-Usage: python bench/memory.py [--preset tiny] [--batch 4] [--seq-len 128] [--steps 50] [--shards runs/tiny/data]
+Usage: python bench/memory.py [--preset tiny] [--batch 4] [--seq-len 128] [--steps 50] [--shards runs/pretrain-tiny/data]
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--shards", type=Path, default=Path("runs/tiny/data"))
+    parser.add_argument("--shards", type=Path, default=Path("runs/pretrain-tiny/data"))
     parser.add_argument("--distinct-batches", type=int, default=4, help="random tokens: the pool size")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=5)

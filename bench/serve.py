@@ -38,7 +38,7 @@ from rich.table import Table
 from openk2.model import K2Config, K2ForCausalLM
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_TOKENIZER = REPO / "runs" / "tiny" / "data" / "tokenizer.json"
+TINY_TOKENIZER = REPO / "runs" / "pretrain-tiny" / "data" / "tokenizer.json"
 QUESTION = [{"role": "user", "content": "Tell me about the weather in Paris today."}]
 REPLY_LENGTHS = [16, 16, 64, 16, 16, 256, 16, 64, 16, 16]
 WEATHER_TOOL = {
@@ -60,7 +60,7 @@ WEATHER_TOOL = {
 
 def random_tiny_checkpoint(directory: Path) -> Path:
     if not TINY_TOKENIZER.is_file():
-        raise SystemExit(f"{TINY_TOKENIZER}: run `openk2 tokenize --recipe recipes/tiny.toml` first")
+        raise SystemExit(f"{TINY_TOKENIZER}: run `openk2 tokenize --recipe recipes/pretrain-tiny.toml` first")
     torch.manual_seed(0)
     directory.mkdir()
     K2ForCausalLM(K2Config.preset("tiny")).save_pretrained(directory)

@@ -4,7 +4,7 @@ Held-out measurements before and after `openk2 sft` on a mixture of procedural d
 reference answer, exact match) and tool-use trajectories (well-formed K2 tool calls at the first tool turn, and
 calls matching the reference), each optimizer on the same data, steps, learning rate and seed. Test tasks and
 test trajectories are distinct from every training one.
-Usage: python bench/sft.py [--checkpoint runs/tiny/checkpoints/step_000300] [--steps 300]
+Usage: python bench/sft.py [--checkpoint runs/pretrain-tiny/checkpoints/step_000300] [--steps 300]
        python bench/sft.py --write-samples runs/sft-data   (the procedural files recipes/sft-tiny.toml reads)
 """
 
@@ -78,7 +78,9 @@ def run_sft(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs/tiny/checkpoints/step_000300")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=REPO / "runs/pretrain-tiny/checkpoints/step_000300"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--write-samples", type=Path, help="only write the procedural sample files here")

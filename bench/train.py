@@ -14,7 +14,7 @@ parallelism (FSDP2) on the same N processes and the same global batch, through t
 launch. Beside tokens/s: the measured bubble fraction, a stage's idle time over the schedule's wall time
 (idle = wall − time in the stages' forward, loss and backward), mean over ranks, and the schedule's
 theoretical (pp − 1) / (v·m + pp − 1) for m micro-batches and v virtual stages per rank.
-Usage: python bench/train.py [--recipe recipes/tiny.toml] [--repeats 7] [--pretrain-steps 20]
+Usage: python bench/train.py [--recipe recipes/pretrain-tiny.toml] [--repeats 7] [--pretrain-steps 20]
        python bench/train.py --pipeline 2 [--microbatches 4] [--repeats 7]
 """
 
@@ -318,7 +318,7 @@ def pipeline_bench(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recipe", type=Path, default=Path("recipes/tiny.toml"))
+    parser.add_argument("--recipe", type=Path, default=Path("recipes/pretrain-tiny.toml"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--pretrain-steps", type=int, default=20)
     parser.add_argument("--pipeline", type=int, default=0, help="pipeline vs data parallelism on N processes")

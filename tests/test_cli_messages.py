@@ -137,9 +137,9 @@ def test_chat_with_an_endpoint_that_is_not_running_says_so() -> None:
 
 def test_tokenize_refuses_a_typo_outside_data_before_writing_anything(tmp_path: Path) -> None:
     shards = tmp_path / "shards"
-    recipe = tmp_path / "tiny.toml"
-    text = (REPO / "recipes" / "tiny.toml").read_text()
-    text = text.replace('shards_dir = "runs/tiny/data"', f'shards_dir = "{shards}"')
+    recipe = tmp_path / "pretrain-tiny.toml"
+    text = (REPO / "recipes" / "pretrain-tiny.toml").read_text()
+    text = text.replace('shards_dir = "runs/pretrain-tiny/data"', f'shards_dir = "{shards}"')
     recipe.write_text(text.replace("grad_accum = 1", "grad_acum = 1"))
     completed = openk2("tokenize", "--recipe", str(recipe), cwd=tmp_path)
     assert_clean_error(completed, f"{recipe}: [train].grad_acum: Extra inputs are not permitted")
@@ -152,10 +152,10 @@ RECIPES = REPO / "recipes"
 @pytest.mark.parametrize(
     ("verb", "recipe", "line", "loose", "problem"),
     [
-        ("tokenize", "tiny.toml", "vocab_size = 8192", 'vocab_size = "8192"', "[data].vocab_size: Input should be a valid integer"),
-        ("pretrain", "tiny.toml", "batch_size = 16", 'batch_size = "16"', "[train].batch_size: Input should be a valid integer"),
-        ("pretrain", "tiny.toml", "momentum = 0.95", 'momentum = "0.95"', "[optim].momentum: Input should be a valid number"),
-        ("pretrain", "tiny.toml", 'preset = "tiny"', 'preset = "tiny"\noverrides = { hidden_size = "128" }', "[model]: overrides: hidden_size: Input should be a valid integer"),
+        ("tokenize", "pretrain-tiny.toml", "vocab_size = 8192", 'vocab_size = "8192"', "[data].vocab_size: Input should be a valid integer"),
+        ("pretrain", "pretrain-tiny.toml", "batch_size = 16", 'batch_size = "16"', "[train].batch_size: Input should be a valid integer"),
+        ("pretrain", "pretrain-tiny.toml", "momentum = 0.95", 'momentum = "0.95"', "[optim].momentum: Input should be a valid number"),
+        ("pretrain", "pretrain-tiny.toml", 'preset = "tiny"', 'preset = "tiny"\noverrides = { hidden_size = "128" }', "[model]: overrides: hidden_size: Input should be a valid integer"),
         ("rephrase", "rephrase.toml", "concurrency = 4", 'concurrency = "4"', "[rephrase].concurrency: Input should be a valid integer"),
         ("rephrase", "rephrase.toml", 'backend = "teacher"', 'backend = "teacher"\ntimeout_s = "60"', "[rephrase].rewriter.timeout_s: Input should be a valid number"),
         ("sft", "sft-tiny.toml", "seq_len = 512", 'seq_len = "512"', "[sft].seq_len: Input should be a valid integer"),

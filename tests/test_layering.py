@@ -2,7 +2,7 @@
 higher one, imports inside functions included.
 
     model, optim, tokenizer, io, recipes, progress  →  data, chat  →  llm  →  rephrase, gym  →  synth, train
-    →  sft, eval, serve  →  rl  →  cli  (→  __main__)
+    →  sft, eval, serve  →  rl  →  run  →  cli  (→  __main__)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ LAYERS = [
     {"synth", "train"},
     {"sft", "eval", "serve"},
     {"rl"},  # RL reads SFT's data for its PTX loss and writes the critic's preference records SFT reads
+    {"run"},  # the whole pipeline: validates every stage's recipe, runs each stage's command
     {"cli"},
     {"__main__"},
 ]
@@ -116,7 +117,9 @@ def test_the_data_and_chat_stages_do_not_reach_up_or_sideways() -> None:
 
 
 def test_only_the_cli_and_the_stages_that_train_on_the_shared_loop_import_train() -> None:
-    assert {package for package, targets in GRAPH.items() if "train" in targets} <= {"cli", "sft", "rl"}
+    # run reads pre-training recipes (to validate them up front) and their checkpoints' names, never the loop
+    importers = {package for package, targets in GRAPH.items() if "train" in targets}
+    assert importers <= {"cli", "sft", "rl", "run"}
 
 
 def test_the_scan_sees_imports_inside_functions_and_module_strings(tmp_path: Path) -> None:

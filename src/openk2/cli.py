@@ -246,6 +246,11 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "openk2.synth.cli:add_arguments",
     )
     package_verb(
+        "run",
+        "the whole K2 recipe: pre-train, synthesise, SFT, RL, evaluate, one report (skips current stages)",
+        "openk2.run.cli:add_arguments",
+    )
+    package_verb(
         "serve", "OpenAI-compatible server with K2 tool calling", "openk2.serve.cli:add_serve_arguments"
     )
     package_verb(

@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_tiny_recipe_data_section_is_valid() -> None:
-    config = load_data_section(REPO / "recipes" / "tiny.toml")
+    config = load_data_section(REPO / "recipes" / "pretrain-tiny.toml")
     assert config.corpus == "embedded:shakespeare"
     assert config.vocab_size == 8192
-    assert config.shards_dir == Path("runs/tiny/data")
+    assert config.shards_dir == Path("runs/pretrain-tiny/data")
     assert config.shard_settings() == ShardSettings(
         corpus="embedded:shakespeare", vocab_size=8192, val_fraction=0.05, seed=0, shard_tokens=2**24
     )

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_tiny_recipe_is_valid_and_scales_k2_schedule() -> None:
-    recipe = load_recipe(REPO / "recipes" / "tiny.toml")
+    recipe = load_recipe(REPO / "recipes" / "pretrain-tiny.toml")
     assert recipe.model_config_k2() == K2Config.preset("tiny")
     schedule = recipe.lr_schedule()
     assert schedule.warmup_steps + schedule.stable_steps + schedule.decay_steps == recipe.run.steps

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from openk2.llm import LLM, LLMConfig
 
-WEIGHT_FILES = ("*.safetensors",)
+# the Hugging Face layout, or a training checkpoint's torch.distributed.checkpoint shards (model/, which
+# K2ForCausalLM.from_pretrained reads as they are: openk2.model.checkpoint.SHARDED_MODEL_DIR)
+WEIGHT_FILES = ("*.safetensors", "model/*")
 
 
 class ModelIdentity(BaseModel):
@@ -75,9 +77,9 @@ def weights_hash(directory: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(path for pattern in WEIGHT_FILES for path in directory.glob(pattern))
     if not files:
-        raise ValueError(f"--model: {directory} holds no *.safetensors weights")
+        raise ValueError(f"--model: {directory} holds no *.safetensors weights and no model/ shards")
     for path in files:
-        digest.update(path.name.encode())
+        digest.update(str(path.relative_to(directory)).encode())
         with path.open("rb") as file:
             while chunk := file.read(1 << 20):
                 digest.update(chunk)

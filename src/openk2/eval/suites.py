@@ -10,6 +10,7 @@ Rows of K2's Table 3 (K2 report §4.1) that can be measured offline, grouped as 
                math500                       gym `math` (MMATH's MATH500 subset)           accuracy
                arithmetic                    gym `math`, one-digit sums (tiny models)     accuracy
                logic                         gym `logic`, a fixed panel                   accuracy
+               reversal                      gym `logic` short_reversal (the tiny RL task) accuracy
     general    ifeval-style                  gym `instruction`                            prompt strict / loose
 
 Gym suites use the gym's held-out split by default (`split="test"`: tasks our own SFT and RL never
@@ -46,6 +47,7 @@ LOGIC_PANEL_FAMILIES = (
     "puzzle24", "sudoku", "cryptarithm", "cipher", "morse", "zebra", "tabular", "sorting", "digit_reversal",
 )  # fmt: skip
 ARITHMETIC_SIZE = 30  # one-digit sums have about as many held-out tasks
+REVERSAL_SIZE = 64  # the held-out tasks `openk2 rl` measures its digit-reversal policy on ([rl.eval].tasks)
 Draw = Callable[[Environment, SuiteSettings], list[Task]]
 Annotate = Callable[[Environment, Task, Trajectory], Awaitable[dict[str, Any]]]
 
@@ -240,6 +242,19 @@ SUITES: dict[str, Suite] = {
             score=accuracy("acc", answer_format=True),
             # named, so that a family added to the gym later does not change the panel
             env_settings={"difficulty": 2, "sources": list(LOGIC_PANEL_FAMILIES)},
+        ),
+        Suite(
+            name="reversal",
+            benchmark="Digit reversal (the tiny RL task)",
+            metric="Avg@{samples}",  # greedy by default; sampled at RL's temperature, the reward RL raises
+            area="math",
+            env="logic",
+            source="OpenK2 generator (short_reversal: 'Reverse 639' -> '936')",
+            defaults=greedy,
+            draw=gym_split(generated=REVERSAL_SIZE),
+            score=accuracy("acc"),
+            # the task of recipes/rl-tiny.toml and the pipeline recipes, so the table shows RL's own reward
+            env_settings={"difficulty": 1, "sources": ["short_reversal"], "instruction": ""},
         ),
         Suite(
             name="ifeval-style",

@@ -157,8 +157,9 @@ def _plot_lr(axes: Axes, records: list[StepRecord]) -> None:
 
 
 def _plot_max_logit(axes: Axes, records: list[StepRecord], recipe: TrainingRecipe) -> None:
-    for layer in range(len(records[0].max_logit_per_layer)):
-        axes.plot(_steps(records), [r.max_logit_per_layer[layer] for r in records], label=f"layer {layer}")
+    recorded = [r for r in records if r.max_logit_per_layer]  # an RL iteration that updated nothing has none
+    for layer in range(len(recorded[0].max_logit_per_layer) if recorded else 0):
+        axes.plot(_steps(recorded), [r.max_logit_per_layer[layer] for r in recorded], label=f"layer {layer}")
     if recipe.optim.optimizer == "muonclip":
         axes.axhline(
             recipe.optim.qk_clip_tau, color="black", linestyle="--", label=f"τ = {recipe.optim.qk_clip_tau:g}"
