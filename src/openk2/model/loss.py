@@ -57,13 +57,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             safe_target = target.clamp_min(0)
             logits = (chunk @ weight.T).float()  # [chunk, vocab], this chunk's only
-            log_normaliser = logits.logsumexp(dim=-1)
-            target_logit = logits.gather(1, safe_target[:, None]).squeeze(1)
-            total += ((log_normaliser - target_logit) * predicted).sum()
+            # log-sum-exp by hand, in place: the shifted exponentials are reused as the softmax
+            shifted = logits.sub_(logits.amax(dim=-1, keepdim=True))  # max 0, so exp cannot overflow
+            target_shifted = shifted.gather(1, safe_target[:, None]).squeeze(1)
+            exponentials = shifted.exp_()
+            sum_exp = exponentials.sum(dim=-1)
+            total += ((sum_exp.log() - target_shifted) * predicted).sum()
             if need_hidden_grad or need_weight_grad:
-                grad_logits = logits.sub_(log_normaliser[:, None]).exp_()  # softmax, in place
-                grad_logits[torch.arange(len(target), device=target.device), safe_target] -= 1.0
-                grad_logits.mul_((predicted * scale)[:, None])
+                row_scale = predicted * scale  # 1/targets on predicted rows, 0 on ignored ones
+                # (softmax − one-hot) × row_scale, the softmax's division folded into the scaling
+                grad_logits = exponentials.mul_((row_scale / sum_exp)[:, None])
+                grad_logits[torch.arange(len(target), device=target.device), safe_target] -= row_scale
                 grad_logits = grad_logits.to(chunk.dtype)
                 if grad_hidden is not None:
                     grad_hidden[start : start + chunk_tokens] = grad_logits @ weight
