@@ -73,6 +73,30 @@ def final_checkpoint(run_dir: Path, recipe: dict[str, Any]) -> Path:
     return run_dir / "checkpoints" / checkpoint_name(int(recipe["run"]["steps"]))
 
 
+def training_stage(
+    name: str,
+    title: str,
+    root: Path,
+    recipe: dict[str, Any],
+    inputs: list[str],
+    launcher: list[str],
+    optional_sources: tuple[Path, ...] = (),
+) -> Stage:
+    """`openk2 <name> --resume` (pretrain, sft, rl) in `root/<name>`: a rerun continues from its checkpoints."""
+    directory = root / name
+    return Stage(
+        name,
+        title,
+        directory,
+        [[name, "--recipe", str(directory / RECIPE_FILE), "--resume"]],
+        final_checkpoint(directory, recipe),
+        recipe,
+        inputs=inputs,
+        launcher=launcher,
+        optional_sources=optional_sources,
+    )
+
+
 def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
     """The stages the recipe runs, in order, and a note for each optional stage it leaves out."""
     root, sections = recipe.root, recipe.sections
@@ -116,18 +140,15 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
             inputs=["rephrase"] if sections.rephrase is not None else [],
         )
     )
-    pretrain = recipe.pretrain_recipe()
-    pretrain_dir = root / "pretrain"
+    launcher = sections.run.launcher()
     stages.append(
-        Stage(
+        training_stage(
             "pretrain",
             "pre-training with MuonClip (K2 report §2)",
-            pretrain_dir,
-            [["pretrain", "--recipe", str(pretrain_dir / RECIPE_FILE), "--resume"]],
-            final_checkpoint(pretrain_dir, pretrain),
-            pretrain,
-            inputs=["data"],
-            launcher=sections.run.launcher(),
+            root,
+            recipe.pretrain_recipe(),
+            ["data"],
+            launcher,
         )
     )
 
@@ -167,36 +188,22 @@ def plan(recipe: PipelineRecipe) -> tuple[list[Stage], list[str]]:
                   stdout_to=tasks_file)
         )  # fmt: skip
 
-    sft_dir = root / "sft"
-    sft = recipe.sft_recipe(_stage(stages, "pretrain").output, tasks_file, trajectories)
     stages.append(
-        Stage(
+        training_stage(
             "sft",
             "supervised fine-tuning (K2 report §3.1)",
-            sft_dir,
-            [["sft", "--recipe", str(sft_dir / RECIPE_FILE), "--resume"]],
-            final_checkpoint(sft_dir, sft),
-            sft,
-            inputs=["pretrain", *(["tasks"] if tasks_file else []), *(["synth"] if trajectories else [])],
-            launcher=sections.run.launcher(),
+            root,
+            recipe.sft_recipe(_stage(stages, "pretrain").output, tasks_file, trajectories),
+            ["pretrain", *(["tasks"] if tasks_file else []), *(["synth"] if trajectories else [])],
+            launcher,
             optional_sources=(trajectories,) if trajectories else (),
         )
     )
 
     if sections.rl is not None:
-        rl_dir = root / "rl"
         rl = recipe.rl_recipe(_stage(stages, "sft").output)
         stages.append(
-            Stage(
-                "rl",
-                "reinforcement learning (K2 report §3.2)",
-                rl_dir,
-                [["rl", "--recipe", str(rl_dir / RECIPE_FILE), "--resume"]],
-                final_checkpoint(rl_dir, rl),
-                rl,
-                inputs=["sft"],
-                launcher=sections.run.launcher(),
-            )
+            training_stage("rl", "reinforcement learning (K2 report §3.2)", root, rl, ["sft"], launcher)
         )
     else:
         skipped.append("rl: no [rl] table (the SFT checkpoint is the result)")
