@@ -100,9 +100,7 @@ def _run_command(stage: Stage, command: list[str], log: IO[str], progress: Progr
         else [sys.executable]
     )
     argv = [*launcher, "-m", "openk2", *command]
-    log.write(
-        f"$ {shlex.join([*stage.launcher, '-m', 'openk2'] if stage.launcher else ['openk2'])} {shlex.join(command)}\n"
-    )
+    log.write(f"$ {shlex.join([*stage.program, *command])}\n")
     log.flush()
     capture = stage.stdout_to is not None
     process = subprocess.Popen(

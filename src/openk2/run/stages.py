@@ -46,10 +46,14 @@ class Stage:
     def log_file(self) -> Path:
         return self.directory / LOG_FILE
 
+    @property
+    def program(self) -> list[str]:
+        """What a user types before a command's arguments: `openk2`, or the launcher and `-m openk2`."""
+        return [*self.launcher, "-m", "openk2"] if self.launcher else ["openk2"]
+
     def shell_commands(self) -> list[str]:
         """How to run this stage alone, as the plan prints it."""
-        program = [*self.launcher, "-m", "openk2"] if self.launcher else ["openk2"]
-        lines = [shlex.join([*program, *command]) for command in self.commands]
+        lines = [shlex.join([*self.program, *command]) for command in self.commands]
         if self.stdout_to is not None:
             lines = [
                 f"{line} {'>' if index == 0 else '>>'} {self.stdout_to}" for index, line in enumerate(lines)
